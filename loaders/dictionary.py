@@ -1,0 +1,415 @@
+"""Dictionaries behind one interface: cross-layer transcoders, per-layer transcoders, SAEs.
+
+Every dictionary answers the same questions (STYLE.md item 4):
+
+- which model layers hold features (`layers`), how many per layer (`n_features`);
+- where features read (`read_site`) and write (`write_site`), see `loaders.model`;
+- ``encode(layer, x)``: activations (..., feature) from the read site's (..., d_model);
+- ``decoder(layer, target)``: d_s^(target) for every feature s of `layer`, (feature, d_model),
+  or None when features of `layer` do not write to `target`;
+- ``write_targets(layer)``: the layers its features write to.
+
+A CLT's features at layer l write to every layer ≥ l; a PLT's and an SAE's only to their own.
+An SAE reads and writes one residual site; ``write_site`` is then that site.
+
+File layouts (weights are stored (feature, d_model) unless noted):
+
+- circuit-tracer CLT: ``config.yaml`` (model_kind: cross_layer_transcoder), ``W_enc_{i}``
+  files with ``W_enc_{i}`` (feature, d_model), ``b_enc_{i}``, ``b_dec_{i}``, optional
+  ``threshold_{i}``; ``W_dec_{i}`` files with ``W_dec_{i}`` (feature, n_layers − i, d_model).
+- circuit-tracer PLT: ``config.yaml`` (model_kind: transcoder_set), ``layer_{i}.safetensors``
+  with ``W_enc``, ``W_dec`` (feature, d_model), ``b_enc``, ``b_dec``, optional
+  ``activation_function.threshold`` or ``k``.
+- SAELens: ``cfg.json`` + ``sae_weights.safetensors``; ``W_enc`` is (d_in, d_sae) there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from loaders.model import Site, site_from_hook
+
+Kind = Literal["clt", "plt", "sae"]
+
+
+class DictionaryError(ValueError):
+    """A dictionary file that cannot be used, with the file and what to do."""
+
+
+@dataclass(frozen=True)
+class Activation:
+    """ReLU, JumpReLU (per-feature `threshold`) or TopK (`k` largest, then ReLU)."""
+
+    kind: Literal["relu", "jumprelu", "topk"]
+    threshold: Tensor | None = None  # (feature,)
+    k: int | None = None
+
+    def __call__(self, pre: Tensor) -> Tensor:
+        if self.kind == "relu":
+            return pre.relu()
+        if self.kind == "jumprelu":
+            assert self.threshold is not None
+            return pre * (pre > self.threshold.to(pre.dtype))
+        assert self.k is not None
+        top = pre.topk(self.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+
+
+@dataclass
+class Dictionary:
+    """Weights of a dictionary, keyed by model layer (see the module docstring)."""
+
+    kind: Kind
+    layers: tuple[int, ...]
+    read_site: Site
+    write_site: Site
+    W_enc: dict[int, Tensor]  # layer → (feature, d_model)
+    b_enc: dict[int, Tensor]  # layer → (feature,)
+    W_dec: dict[int, Tensor]  # layer → (feature, n_targets, d_model), targets = write_targets
+    b_dec: dict[int, Tensor]  # target layer → (d_model,)
+    activation: dict[int, Activation]
+    model_name: str = ""
+    name: str = ""
+
+    @property
+    def d_model(self) -> int:
+        return int(self.W_enc[self.layers[0]].shape[1])
+
+    @property
+    def n_features(self) -> int:
+        """Features per layer."""
+        return int(self.W_enc[self.layers[0]].shape[0])
+
+    def write_targets(self, layer: int) -> list[int]:
+        if self.kind == "clt":
+            return [t for t in self.layers if t >= layer]
+        return [layer]
+
+    def pre_activation(self, layer: int, x: Tensor) -> Tensor:
+        w = self.W_enc[layer]
+        return x.to(w.dtype) @ w.T + self.b_enc[layer]
+
+    def encode(self, layer: int, x: Tensor) -> Tensor:
+        """Feature activations (..., feature) from read-site activations (..., d_model)."""
+        return self.activation[layer](self.pre_activation(layer, x))
+
+    def decoder(self, layer: int, target: int) -> Tensor | None:
+        """d_s^(target) for every feature of `layer`: (feature, d_model), or None."""
+        targets = self.write_targets(layer)
+        if target not in targets:
+            return None
+        return self.W_dec[layer][:, targets.index(target)]
+
+    def reconstruct(self, acts: dict[int, Tensor]) -> dict[int, Tensor]:
+        """Write-site reconstruction per target layer from activations per source layer."""
+        out: dict[int, Tensor] = {}
+        for layer, a in acts.items():
+            for target in self.write_targets(layer):
+                d = self.decoder(layer, target)
+                assert d is not None
+                out[target] = out.get(target, 0) + a.to(d.dtype) @ d
+        return {t: r + self.b_dec[t] for t, r in out.items()}
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Dictionary:
+        def mv(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype or t.dtype)
+
+        return Dictionary(
+            kind=self.kind,
+            layers=self.layers,
+            read_site=self.read_site,
+            write_site=self.write_site,
+            W_enc={k: mv(v) for k, v in self.W_enc.items()},
+            b_enc={k: mv(v) for k, v in self.b_enc.items()},
+            W_dec={k: mv(v) for k, v in self.W_dec.items()},
+            b_dec={k: mv(v) for k, v in self.b_dec.items()},
+            activation={
+                k: Activation(a.kind, None if a.threshold is None else mv(a.threshold), a.k)
+                for k, a in self.activation.items()
+            },
+            model_name=self.model_name,
+            name=self.name,
+        )
+
+    def check_model(self, d_model: int, n_layers: int, where: str = "") -> None:
+        """Fail clearly when this dictionary cannot belong to a model of these sizes."""
+        src = where or self.name or "dictionary"
+        if self.d_model != d_model:
+            raise DictionaryError(
+                f"{src}: encoder W_enc is ({self.n_features}, {self.d_model}) but the model has "
+                f"d_model={d_model}; expected ({self.n_features}, {d_model}). "
+                "Is this dictionary for another model?"
+            )
+        if max(self.layers) >= n_layers:
+            raise DictionaryError(
+                f"{src}: has features at layer {max(self.layers)} but the model has only "
+                f"{n_layers} layers. Is this dictionary for another model?"
+            )
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> dict[str, Tensor]:
+    if not path.exists():
+        raise DictionaryError(f"missing dictionary file {path}; is the directory complete?")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DictionaryError(
+            f"cannot read {path}: {e}. The file is malformed or truncated; download or rebuild it."
+        ) from e
+
+
+def _tensor(data: dict[str, Tensor], key: str, shape: tuple[int, ...], path: Path) -> Tensor:
+    if key not in data:
+        raise DictionaryError(f"{path}: tensor {key!r} is missing (has: {', '.join(sorted(data))})")
+    t = data[key]
+    if tuple(t.shape) != shape:
+        raise DictionaryError(f"{path}: tensor {key!r} has shape {tuple(t.shape)}, expected {shape}")
+    return t.float()
+
+
+def _activation(name: str | None, threshold: Tensor | None, k: int | None) -> Activation:
+    if threshold is not None:
+        return Activation("jumprelu", threshold=threshold.float())
+    if k is not None or (name or "").lower() == "topk":
+        if k is None:
+            raise DictionaryError("TopK activation needs k (config 'k' or tensor 'k')")
+        return Activation("topk", k=int(k))
+    return Activation("relu")
+
+
+def _config(path: Path) -> dict:
+    cfg_path = path / "config.yaml"
+    if not cfg_path.exists():
+        raise DictionaryError(
+            f"{path}: no config.yaml (circuit-tracer layout) and no cfg.json (SAELens layout)"
+        )
+    return yaml.safe_load(cfg_path.read_text()) or {}
+
+
+def _sites(cfg: dict, path: Path) -> tuple[Site, Site]:
+    try:
+        _, read = site_from_hook(cfg.get("feature_input_hook", "mlp.hook_in"))
+        _, write = site_from_hook(cfg.get("feature_output_hook", "mlp.hook_out"))
+    except ValueError as e:
+        raise DictionaryError(f"{path / 'config.yaml'}: {e}") from e
+    return read, write
+
+
+def load_clt(path: Path) -> Dictionary:
+    cfg = _config(path)
+    read, write = _sites(cfg, path)
+    files = sorted(path.glob("W_enc_*.safetensors"), key=lambda p: int(p.stem.split("_")[-1]))
+    if not files:
+        raise DictionaryError(f"{path}: no W_enc_*.safetensors files (circuit-tracer CLT layout)")
+    n_layers = len(files)
+    layers = tuple(range(n_layers))
+    W_enc, b_enc, W_dec, b_dec, act = {}, {}, {}, {}, {}
+    first = _read(path / "W_enc_0.safetensors")
+    if "W_enc_0" not in first:
+        raise DictionaryError(f"{path / 'W_enc_0.safetensors'}: tensor 'W_enc_0' is missing")
+    n_feat, d_model = first["W_enc_0"].shape
+    for i in layers:
+        fenc = path / f"W_enc_{i}.safetensors"
+        enc = first if i == 0 else _read(fenc)
+        W_enc[i] = _tensor(enc, f"W_enc_{i}", (n_feat, d_model), fenc)
+        b_enc[i] = _tensor(enc, f"b_enc_{i}", (n_feat,), fenc)
+        b_dec[i] = _tensor(enc, f"b_dec_{i}", (d_model,), fenc)
+        thr = _tensor(enc, f"threshold_{i}", (n_feat,), fenc) if f"threshold_{i}" in enc else None
+        act[i] = _activation(cfg.get("activation"), thr, cfg.get("k"))
+        fdec = path / f"W_dec_{i}.safetensors"
+        W_dec[i] = _tensor(_read(fdec), f"W_dec_{i}", (n_feat, n_layers - i, d_model), fdec)
+    return Dictionary(
+        "clt",
+        layers,
+        read,
+        write,
+        W_enc,
+        b_enc,
+        W_dec,
+        b_dec,
+        act,
+        model_name=cfg.get("model_name", ""),
+        name=str(path),
+    )
+
+
+def _plt_files(cfg: dict, path: Path) -> dict[int, Path]:
+    listed = cfg.get("transcoders")
+    if listed:
+        out = {}
+        for i, entry in enumerate(listed):
+            if isinstance(entry, dict):
+                i, entry = int(entry.get("layer", i)), entry["filepath"]
+            p = Path(entry)
+            out[i] = p if p.is_absolute() else path / p
+        return out
+    files = {int(p.stem.split("_")[-1]): p for p in path.glob("layer_*.safetensors")}
+    if not files:
+        raise DictionaryError(f"{path}: no layer_*.safetensors files (circuit-tracer PLT layout)")
+    expected = set(range(max(files) + 1))
+    if set(files) != expected:
+        missing = sorted(expected - set(files))
+        raise DictionaryError(f"{path}: missing layer files {[f'layer_{i}.safetensors' for i in missing]}")
+    return files
+
+
+def load_plt(path: Path) -> Dictionary:
+    cfg = _config(path)
+    read, write = _sites(cfg, path)
+    W_enc, b_enc, W_dec, b_dec, act = {}, {}, {}, {}, {}
+    files = _plt_files(cfg, path)
+    shape: tuple[int, int] | None = None
+    for i, f in sorted(files.items()):
+        data = _read(f)
+        if shape is None:
+            if "W_enc" not in data:
+                raise DictionaryError(f"{f}: tensor 'W_enc' is missing")
+            shape = tuple(data["W_enc"].shape)  # type: ignore[assignment]
+        n_feat, d_model = shape  # type: ignore[misc]
+        W_enc[i] = _tensor(data, "W_enc", (n_feat, d_model), f)
+        W_dec[i] = _tensor(data, "W_dec", (n_feat, d_model), f)[:, None]
+        b_enc[i] = _tensor(data, "b_enc", (n_feat,), f)
+        b_dec[i] = _tensor(data, "b_dec", (d_model,), f)
+        thr = data.get("activation_function.threshold")
+        k = int(data["k"]) if "k" in data else cfg.get("k")
+        act[i] = _activation(cfg.get("activation"), thr, k)
+    return Dictionary(
+        "plt",
+        tuple(sorted(files)),
+        read,
+        write,
+        W_enc,
+        b_enc,
+        W_dec,
+        b_dec,
+        act,
+        model_name=cfg.get("model_name", ""),
+        name=str(path),
+    )
+
+
+def load_saelens(path: Path) -> Dictionary:
+    cfg = json.loads((path / "cfg.json").read_text())
+    f = path / "sae_weights.safetensors"
+    data = _read(f)
+    d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
+    layer, site = site_from_hook(cfg["hook_name"])
+    if layer is None:
+        layer = int(cfg.get("hook_layer", 0))
+    W_enc = _tensor(data, "W_enc", (d_in, d_sae), f).T.contiguous()  # SAELens stores (d_in, d_sae)
+    W_dec = _tensor(data, "W_dec", (d_sae, d_in), f)
+    b_enc = _tensor(data, "b_enc", (d_sae,), f)
+    b_dec = _tensor(data, "b_dec", (d_in,), f)
+    if cfg.get("apply_b_dec_to_input", False):
+        # W_enc (x − b_dec) + b_enc = W_enc x + (b_enc − W_enc b_dec): fold into the bias.
+        b_enc = b_enc - W_enc @ b_dec
+    arch = str(cfg.get("architecture", "standard")).lower()
+    thr = _tensor(data, "threshold", (d_sae,), f) if "threshold" in data else None
+    k = (cfg.get("activation_fn_kwargs") or {}).get("k")
+    activation = _activation("topk" if arch == "topk" else None, thr, k)
+    return Dictionary(
+        "sae",
+        (layer,),
+        site,
+        site,
+        {layer: W_enc},
+        {layer: b_enc},
+        {layer: W_dec[:, None]},
+        {layer: b_dec},
+        {layer: activation},
+        model_name=str(cfg.get("model_name", "")),
+        name=str(path),
+    )
+
+
+def resolve_dictionary(name: str) -> Path:
+    """A zoo name's directory, a local directory, or a Hub id downloaded to the cache."""
+    from loaders.zoo import NAMES, zoo_path
+
+    if name in NAMES:
+        return zoo_path(name)
+    path = Path(name)
+    if path.exists():
+        return path
+    if path.is_absolute() or name.startswith("."):
+        raise DictionaryError(f"dictionary directory {path} does not exist")
+    from huggingface_hub import snapshot_download
+
+    repo, _, sub = name.partition("//")
+    local = Path(snapshot_download(repo, allow_patterns=[f"{sub}/*" if sub else "*"]))
+    return local / sub if sub else local
+
+
+def load_dictionary(name: str | Path) -> Dictionary:
+    """Load a dictionary (zoo name, directory or Hub id) whatever its layout."""
+    path = resolve_dictionary(str(name))
+    if (path / "cfg.json").exists():
+        return load_saelens(path)
+    cfg = _config(path)
+    kind = cfg.get("model_kind")
+    if kind == "cross_layer_transcoder" or (kind is None and (path / "W_enc_0.safetensors").exists()):
+        return load_clt(path)
+    if kind in ("transcoder_set", None):
+        return load_plt(path)
+    raise DictionaryError(f"{path / 'config.yaml'}: unknown model_kind {kind!r}")
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _hooks(d: Dictionary) -> dict[str, str]:
+    names = {
+        "resid_mid": "hook_resid_mid",
+        "mlp_in": "mlp.hook_in",
+        "mlp_out": "hook_mlp_out",
+        "resid_pre": "hook_resid_pre",
+        "resid_post": "hook_resid_post",
+    }
+    return {"feature_input_hook": names[d.read_site], "feature_output_hook": names[d.write_site]}
+
+
+def save_clt(d: Dictionary, path: Path) -> None:
+    """Write `d` in circuit-tracer's CLT layout."""
+    path.mkdir(parents=True, exist_ok=True)
+    for i in d.layers:
+        enc = {f"W_enc_{i}": d.W_enc[i], f"b_enc_{i}": d.b_enc[i], f"b_dec_{i}": d.b_dec[i]}
+        if d.activation[i].threshold is not None:
+            enc[f"threshold_{i}"] = d.activation[i].threshold  # type: ignore[assignment]
+        save_file({k: v.contiguous() for k, v in enc.items()}, path / f"W_enc_{i}.safetensors")
+        save_file({f"W_dec_{i}": d.W_dec[i].contiguous()}, path / f"W_dec_{i}.safetensors")
+    cfg = {
+        "model_kind": "cross_layer_transcoder",
+        "model_name": d.model_name,
+        **_hooks(d),
+        "activation": d.activation[d.layers[0]].kind,
+    }
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def save_plt(d: Dictionary, path: Path) -> None:
+    """Write `d` in circuit-tracer's PLT (transcoder_set) layout."""
+    path.mkdir(parents=True, exist_ok=True)
+    for i in d.layers:
+        data = {"W_enc": d.W_enc[i], "W_dec": d.W_dec[i][:, 0], "b_enc": d.b_enc[i], "b_dec": d.b_dec[i]}
+        if d.activation[i].threshold is not None:
+            data["activation_function.threshold"] = d.activation[i].threshold  # type: ignore[assignment]
+        save_file({k: v.contiguous() for k, v in data.items()}, path / f"layer_{i}.safetensors")
+    cfg = {
+        "model_kind": "transcoder_set",
+        "model_name": d.model_name,
+        **_hooks(d),
+        "activation": d.activation[d.layers[0]].kind,
+    }
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

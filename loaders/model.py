@@ -1,0 +1,277 @@
+"""Model access: the transcoder sites of a Hugging Face causal LM, through forward hooks.
+
+A *site* is a place in layer l where a dictionary reads or writes (DESIGN.md):
+
+- ``resid_mid``: the raw residual stream after attention, before the MLP's norm
+  (circuit-tracer ``hook_resid_mid``);
+- ``mlp_in``: the normalized MLP input, what the MLP module receives (``mlp.hook_in``);
+- ``mlp_out``: what the MLP adds to the residual stream (``hook_mlp_out``): the MLP module's
+  output, after Gemma-2's post-feed-forward norm where the family has one;
+- ``resid_pre`` / ``resid_post``: the residual stream entering / leaving the layer (SAEs).
+
+Every supported family is a row of module paths (`FAMILIES`); nothing else in graphkit
+knows how a family is laid out. Tensors are (batch, pos, d_model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+Site = Literal["resid_pre", "resid_mid", "mlp_in", "mlp_out", "resid_post"]
+SITES: tuple[Site, ...] = ("resid_pre", "resid_mid", "mlp_in", "mlp_out", "resid_post")
+
+# circuit-tracer / TransformerLens hook names → sites. "mlp.hook_out" is the MLP module's own
+# output; for families without a post-MLP norm it equals "hook_mlp_out".
+HOOK_NAMES: dict[str, Site] = {
+    "hook_resid_pre": "resid_pre",
+    "hook_resid_mid": "resid_mid",
+    "mlp.hook_in": "mlp_in",
+    "ln2.hook_normalized": "mlp_in",
+    "hook_mlp_in": "mlp_in",
+    "hook_mlp_out": "mlp_out",
+    "mlp.hook_out": "mlp_out",
+    "hook_resid_post": "resid_post",
+}
+
+
+def site_from_hook(name: str) -> tuple[int | None, Site]:
+    """Parse ``blocks.3.hook_resid_mid``, ``hook_resid_mid`` or a site name into (layer, site)."""
+    layer: int | None = None
+    rest = name
+    if name.startswith("blocks."):
+        parts = name.split(".", 2)
+        if len(parts) == 3 and parts[1].isdigit():
+            layer, rest = int(parts[1]), parts[2]
+    if rest in HOOK_NAMES:
+        return layer, HOOK_NAMES[rest]
+    if rest in SITES:
+        return layer, rest  # type: ignore[return-value]
+    raise ValueError(
+        f"unknown hook or site {name!r}; known hooks: {', '.join(HOOK_NAMES)}; sites: {', '.join(SITES)}"
+    )
+
+
+@dataclass(frozen=True)
+class Family:
+    """Module paths of one model family, relative to the causal-LM module."""
+
+    layers: str
+    mlp: str
+    mlp_norm: str
+    final_norm: str
+    unembed: str
+    norm: Literal["rms", "layer"]
+    post_mlp_norm: str | None = None
+    gain_offset: float = 0.0
+    """Added to a norm's weight to get its gain (Gemma multiplies by 1 + γ)."""
+
+
+_LLAMA = Family("model.layers", "mlp", "post_attention_layernorm", "model.norm", "lm_head", "rms")
+FAMILIES: dict[str, Family] = {
+    "gpt2": Family("transformer.h", "mlp", "ln_2", "transformer.ln_f", "lm_head", "layer"),
+    "llama": _LLAMA,
+    "mistral": _LLAMA,
+    "qwen2": _LLAMA,
+    "qwen3": _LLAMA,
+    "gemma2": Family(
+        "model.layers",
+        "mlp",
+        "pre_feedforward_layernorm",
+        "model.norm",
+        "lm_head",
+        "rms",
+        post_mlp_norm="post_feedforward_layernorm",
+        gain_offset=1.0,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class NormMap:
+    """A norm's linear part with its denominator frozen: x ↦ gain ⊙ (center(x)) / σ (+ bias).
+
+    `centered` is True for LayerNorm, whose linear map is diag(gain)(I − 11ᵀ/d)/σ.
+    """
+
+    gain: Tensor  # (d_model,)
+    bias: Tensor | None  # (d_model,)
+    eps: float
+    centered: bool
+
+    def denominator(self, x: Tensor) -> Tensor:
+        """σ(x) per position: sqrt(mean(x²) + eps) (RMS) or sqrt(var(x) + eps) (LayerNorm)."""
+        x = x.double()
+        if self.centered:
+            x = x - x.mean(-1, keepdim=True)
+        return (x.pow(2).mean(-1) + self.eps).sqrt()
+
+    def apply(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        """N x = γ ⊙ c(x) / σ for the frozen map N (x: (..., d_model); bias excluded)."""
+        if self.centered:
+            x = x - x.mean(-1, keepdim=True)
+        return x * self.gain.to(x.dtype) / sigma
+
+    def transpose_apply(self, v: Tensor, sigma: float | Tensor) -> Tensor:
+        """Nᵀ v = c(γ ⊙ v) / σ for the frozen map N (v: (..., d_model))."""
+        out = v * self.gain.to(v.dtype)
+        if self.centered:
+            out = out - out.mean(-1, keepdim=True)
+        return out / sigma
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded, naming the directory or file and what to check."""
+
+
+class HookedModel:
+    """A causal LM with its transcoder sites addressable by (layer, site)."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str = ""):
+        model_type = model.config.model_type
+        if model_type not in FAMILIES:
+            raise ValueError(f"model type {model_type!r} is not supported; supported: {', '.join(FAMILIES)}")
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.family = FAMILIES[model_type]
+        self.layers: nn.ModuleList = model.get_submodule(self.family.layers)  # type: ignore[assignment]
+        self.n_layers = len(self.layers)
+        self.d_model = int(model.config.hidden_size)
+
+    @classmethod
+    def load(
+        cls, name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> HookedModel:
+        """Load a zoo name, a local directory or a Hub id."""
+        path = resolve_model(str(name_or_path))
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            model.to(device)  # type: ignore[arg-type]
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except Exception as e:
+            local = Path(path)
+            files = sorted(p.name for p in local.glob("*.safetensors")) if local.is_dir() else []
+            where = f"{local / files[0]}" if len(files) == 1 else str(path)
+            raise ModelLoadError(
+                f"cannot load model {name_or_path!r} from {where}: {e}. "
+                "Check that the directory holds config.json, the weights and the tokenizer files, "
+                "complete and untruncated, or that the Hub id is right."
+            ) from e
+        return cls(model, tokenizer, name=str(name_or_path))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- modules ----------------------------------------------------------------------------
+    def module(self, layer: int, part: str) -> nn.Module:
+        return self.layers[layer].get_submodule(part)
+
+    def norm_map(self, module: nn.Module) -> NormMap:
+        weight: Tensor = module.get_parameter("weight").detach()
+        bias = getattr(module, "bias", None)
+        eps = getattr(module, "variance_epsilon", None)
+        if eps is None:
+            eps = getattr(module, "eps", 1e-5)
+        return NormMap(
+            gain=weight + self.family.gain_offset,
+            bias=None if bias is None else bias.detach(),
+            eps=float(eps),
+            centered=self.family.norm == "layer",
+        )
+
+    def mlp_norm(self, layer: int) -> NormMap:
+        return self.norm_map(self.module(layer, self.family.mlp_norm))
+
+    def final_norm(self) -> NormMap:
+        return self.norm_map(self.model.get_submodule(self.family.final_norm))
+
+    def unembed(self) -> Tensor:
+        """W_U as (vocab, d_model)."""
+        return self.model.get_submodule(self.family.unembed).weight.detach()
+
+    def _site_hook(self, layer: int, site: Site) -> tuple[nn.Module, Literal["input", "output"]]:
+        f = self.family
+        if site == "resid_pre":
+            return self.layers[layer], "input"
+        if site == "resid_mid":
+            return self.module(layer, f.mlp_norm), "input"
+        if site == "mlp_in":
+            return self.module(layer, f.mlp), "input"
+        if site == "mlp_out":
+            return self.module(layer, f.post_mlp_norm or f.mlp), "output"
+        return self.layers[layer], "output"
+
+    # -- running ----------------------------------------------------------------------------
+    @contextmanager
+    def hooks(
+        self,
+        capture: dict[tuple[int, Site], list[Tensor]] | None = None,
+        edits: dict[tuple[int, Site], Callable[[Tensor], Tensor]] | None = None,
+    ) -> Iterator[None]:
+        """Capture and/or edit sites while the context is open.
+
+        `capture[(l, site)]` receives each forward's tensor (batch, pos, d_model); an
+        `edits[(l, site)]` function maps the site's tensor to its replacement. Only output
+        sites (``mlp_out``, ``resid_post``) can be edited.
+        """
+        handles = []
+        keys = set(capture or {}) | set(edits or {})
+        try:
+            for layer, site in keys:
+                module, side = self._site_hook(layer, site)
+                if edits and (layer, site) in edits and side != "output":
+                    raise ValueError(f"site {site!r} can be read but not edited; edit mlp_out")
+                handles.append(self._register(module, side, (layer, site), capture, edits))
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    @staticmethod
+    def _register(
+        module: nn.Module, side: str, key: tuple[int, Site], capture: dict | None, edits: dict | None
+    ) -> torch.utils.hooks.RemovableHandle:
+        if side == "input":
+
+            def pre_hook(_mod: nn.Module, args: tuple, kwargs: dict) -> None:
+                x = args[0] if args else next(iter(kwargs.values()))
+                if capture is not None and key in capture:
+                    capture[key].append(x)
+
+            return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+        def hook(_mod: nn.Module, _args: tuple, output: object) -> object:
+            tensor = output[0] if isinstance(output, tuple) else output
+            if edits is not None and key in edits:
+                tensor = edits[key](tensor)
+                output = (tensor, *output[1:]) if isinstance(output, tuple) else tensor
+            if capture is not None and key in capture:
+                capture[key].append(tensor)
+            return output
+
+        return module.register_forward_hook(hook)
+
+    def run(
+        self, input_ids: Tensor, sites: list[tuple[int, Site]], attention_mask: Tensor | None = None
+    ) -> tuple[Tensor, dict[tuple[int, Site], Tensor]]:
+        """Forward pass; returns logits (batch, pos, vocab) and each site's (batch, pos, d_model)."""
+        store: dict[tuple[int, Site], list[Tensor]] = {k: [] for k in sites}
+        with torch.no_grad(), self.hooks(capture=store):
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits, {k: v[0] for k, v in store.items()}
+
+
+def resolve_model(name: str) -> str:
+    """A zoo name's directory, else the argument unchanged (a directory or a Hub id)."""
+    from loaders.zoo import NAMES, zoo_path
+
+    if name in NAMES:
+        return str(zoo_path(name))
+    return name

@@ -1,0 +1,216 @@
+"""``graphkit collect`` end to end on a tiny random model: files, columns, skipping, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from graphkit.cli import main
+from loaders.dictionary import DictionaryError, load_dictionary
+from tests.factories import random_dictionary, save_dictionary, tiny_model, write_corpus
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("collect")
+    model = tiny_model("llama")
+    model.model.save_pretrained(root / "model")
+    model.tokenizer.save_pretrained(root / "model")
+    save_dictionary(random_dictionary(model, "clt"), root / "clt")
+    save_dictionary(random_dictionary(model, "plt"), root / "plt")
+    save_dictionary(random_dictionary(tiny_model("llama", d_model=24), "clt"), root / "wide-clt")
+    write_corpus(root / "corpus.txt", n_docs=25)
+    return {
+        "root": root,
+        "model": root / "model",
+        "clt": root / "clt",
+        "plt": root / "plt",
+        "other": root / "wide-clt",
+        "corpus": root / "corpus.txt",
+    }
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_collect_writes_run_directory(setup: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = invoke(
+        "collect",
+        "--model",
+        setup["model"],
+        "--dictionary",
+        setup["clt"],
+        "--corpus",
+        setup["corpus"],
+        "--out",
+        out,
+        "--top-k",
+        "4",
+    )
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tokens_seen"] > 0 and manifest["corpus"]["sha256"]
+    assert set(manifest["stages"]) == {"stats", "features", "examples", "connections"}
+    features = pq.read_table(out / "features.parquet")
+    d = load_dictionary(setup["clt"])
+    assert features.num_rows == len(d.layers) * d.n_features
+    for col in (
+        "layer",
+        "index",
+        "count",
+        "density",
+        "mean",
+        "max",
+        "top_tokens",
+        "top_values",
+        "bottom_tokens",
+        "bottom_values",
+    ):
+        assert col in features.column_names
+    conn = pq.read_table(out / "connections.parquet")
+    expected = {
+        "source_layer": "int64",
+        "source_index": "int64",
+        "target_layer": "int64",
+        "target_index": "int64",
+        "virtual_weight": "double",
+        "era": "double",
+        "twera": "double",
+    }
+    assert {f.name: str(f.type) for f in conn.schema} == expected
+    keys = list(
+        zip(
+            *(
+                conn.column(c).to_pylist()
+                for c in ("source_layer", "source_index", "target_layer", "target_index")
+            ),
+            strict=True,
+        )
+    )
+    assert len(keys) == len(set(keys)) > 0
+    assert all(s < t for s, _, t, _ in keys)
+    examples = pq.read_table(out / "examples.parquet")
+    row = examples.slice(0, 1).to_pylist()[0]
+    assert len(row["tokens"]) == len(row["activations"]) == len(row["token_ids"])
+    assert row["activations"][row["center"]] == pytest.approx(row["activation"])
+
+    # same inputs: every stage is skipped (files untouched)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet")}
+    res = invoke(
+        "collect",
+        "--model",
+        setup["model"],
+        "--dictionary",
+        setup["clt"],
+        "--corpus",
+        setup["corpus"],
+        "--out",
+        out,
+        "--top-k",
+        "4",
+    )
+    assert res.exit_code == 0
+    assert mtimes == {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet")}
+    # other inputs: refused without --overwrite
+    res = CliRunner().invoke(
+        main,
+        [
+            "collect",
+            "--model",
+            str(setup["model"]),
+            "--dictionary",
+            str(setup["plt"]),
+            "--corpus",
+            str(setup["corpus"]),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code != 0 and "--overwrite" in res.output
+
+
+def test_collect_top_edges_match_downstream_ranking(setup: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    invoke(
+        "collect",
+        "--model",
+        setup["model"],
+        "--dictionary",
+        setup["plt"],
+        "--corpus",
+        setup["corpus"],
+        "--out",
+        out,
+        "--top-k",
+        "3",
+    )
+    conn = pq.read_table(out / "connections.parquet").to_pydict()
+    by_source: dict[tuple[int, int], list[float]] = {}
+    for sl, si, tw in zip(conn["source_layer"], conn["source_index"], conn["twera"], strict=True):
+        by_source.setdefault((sl, si), []).append(abs(tw))
+    for values in by_source.values():
+        assert values == sorted(values, reverse=True)
+
+
+def test_collect_bad_inputs(setup: dict[str, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    res = runner.invoke(
+        main,
+        [
+            "collect",
+            "--model",
+            str(setup["model"]),
+            "--dictionary",
+            str(setup["clt"]),
+            "--corpus",
+            str(empty),
+            "--out",
+            str(tmp_path / "r1"),
+        ],
+    )
+    assert res.exit_code != 0 and "no documents" in res.output
+    res = runner.invoke(
+        main,
+        [
+            "collect",
+            "--model",
+            str(setup["model"]),
+            "--dictionary",
+            str(setup["other"]),
+            "--corpus",
+            str(setup["corpus"]),
+            "--out",
+            str(tmp_path / "r2"),
+        ],
+    )
+    assert res.exit_code != 0 and "d_model" in res.output
+    broken = tmp_path / "broken-plt"
+    broken.mkdir()
+    for p in setup["plt"].iterdir():
+        if p.name != "layer_1.safetensors":
+            (broken / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(DictionaryError, match=r"layer_1\.safetensors"):
+        load_dictionary(broken)
+    res = runner.invoke(
+        main,
+        [
+            "collect",
+            "--model",
+            str(setup["model"]),
+            "--dictionary",
+            str(broken),
+            "--corpus",
+            str(setup["corpus"]),
+            "--out",
+            str(tmp_path / "r3"),
+        ],
+    )
+    assert res.exit_code != 0 and "layer_1.safetensors" in res.output

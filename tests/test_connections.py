@@ -1,0 +1,196 @@
+"""Virtual weights equal real interventions; edges follow the definitions of ERA and TWERA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from loaders.connections import edges, residual_encoders, top_unembeds, virtual_weight_block
+from loaders.corpus import read_documents
+from loaders.stats import StatsConfig, stream_statistics
+from tests.factories import random_dictionary, tiny_model, write_corpus
+
+ATTN = {
+    "gpt2": "attn",
+    "llama": "self_attn",
+    "qwen2": "self_attn",
+    "qwen3": "self_attn",
+    "gemma2": "self_attn",
+}
+
+
+@torch.no_grad()
+def intervene(model, d, source_layer: int, source_index: int, ids: torch.Tensor, pos: int, delta: float):
+    """Target pre-activations at `pos` (per dictionary layer) before and after adding δ·d_s.
+
+    Attention outputs and MLP outputs are frozen at their clean values (so only the residual
+    path carries the change), and the read norms' denominators at their clean values.
+    """
+    f = model.family
+    frozen: dict[str, torch.Tensor] = {}
+    handles = []
+    sigma: dict[int, torch.Tensor] = {}
+
+    def save(name):
+        def hook(_m, _a, out):
+            frozen[name] = (out[0] if isinstance(out, tuple) else out).clone()
+
+        return hook
+
+    def replace(name, add=None):
+        def hook(_m, _a, out):
+            t = frozen[name].clone()
+            if add is not None:
+                t = add(t)
+            return (t, *out[1:]) if isinstance(out, tuple) else t
+
+        return hook
+
+    mlp_out_module = f.post_mlp_norm or f.mlp
+    for l in range(model.n_layers):
+        handles.append(
+            model.module(l, ATTN[model.model.config.model_type]).register_forward_hook(save(f"attn{l}"))
+        )
+        handles.append(model.module(l, mlp_out_module).register_forward_hook(save(f"mlp{l}")))
+    clean_sites = [(l, d.read_site) for l in d.layers] + [(l, "resid_mid") for l in d.layers]
+    _, clean = model.run(ids, clean_sites)
+    for h in handles:
+        h.remove()
+    for l in d.layers:
+        sigma[l] = model.mlp_norm(l).denominator(clean[(l, "resid_mid")][0, pos])
+
+    handles = []
+    for l in range(model.n_layers):
+        handles.append(
+            model.module(l, ATTN[model.model.config.model_type]).register_forward_hook(replace(f"attn{l}"))
+        )
+        dec = d.decoder(source_layer, l)
+
+        def add(t, dec=dec):
+            if dec is not None:
+                t[0, pos] += delta * dec[source_index]
+            return t
+
+        handles.append(model.module(l, mlp_out_module).register_forward_hook(replace(f"mlp{l}", add)))
+        norm = model.mlp_norm(l)
+
+        def frozen_norm(_m, args, _out, l=l, norm=norm):
+            x = args[0]
+            y = norm.apply(x.double(), sigma.get(l, 1.0)).to(x.dtype)
+            return y + (norm.bias if norm.bias is not None else 0)
+
+        if l in d.layers:
+            handles.append(model.module(l, f.mlp_norm).register_forward_hook(frozen_norm))
+    _, steered = model.run(ids, [(l, d.read_site) for l in d.layers])
+    for h in handles:
+        h.remove()
+    before = {l: d.pre_activation(l, clean[(l, d.read_site)][0, pos]).double() for l in d.layers}
+    after = {l: d.pre_activation(l, steered[(l, d.read_site)][0, pos]).double() for l in d.layers}
+    return before, after, sigma
+
+
+@pytest.mark.parametrize(
+    "family,kind,read_site",
+    [
+        ("llama", "clt", "mlp_in"),  # RMSNorm, normalized read
+        ("llama", "clt", "resid_mid"),  # raw read
+        ("gpt2", "clt", "mlp_in"),  # LayerNorm (centring matters)
+        ("gpt2", "plt", "resid_mid"),
+        ("gemma2", "clt", "mlp_in"),  # 1 + γ gains, post-MLP norm
+        ("qwen3", "plt", "mlp_in"),
+    ],
+)
+def test_virtual_weight_equals_intervention(family: str, kind: str, read_site: str) -> None:
+    model = tiny_model(family)
+    d = random_dictionary(model, kind, read_site=read_site)  # type: ignore[arg-type]
+    ids = model.tokenizer("The sky is blue and grass is green.", return_tensors="pt").input_ids
+    pos, delta = 4, 0.5
+    checked = 0
+    for source_layer in d.layers[:-1]:
+        for source_index in (0, 5):
+            before, after, sigma = intervene(model, d, source_layer, source_index, ids, pos, delta)
+            sig = np.array([sigma[l].item() for l in d.layers])
+            enc = residual_encoders(model, d, sig)
+            for target_layer in d.layers:
+                V = virtual_weight_block(d, enc, source_layer, target_layer)[source_index]  # (tgt,)
+                change = after[target_layer] - before[target_layer]
+                np.testing.assert_allclose(change.numpy(), delta * V.numpy(), rtol=1e-4, atol=1e-5)
+                if target_layer > source_layer:
+                    assert V.abs().max() > 1e-3
+                    checked += 1
+    assert checked > 0
+
+
+def test_edges_follow_definitions(tmp_path: Path) -> None:
+    model = tiny_model("llama")
+    d = random_dictionary(model, "clt", n_features=16)
+    docs = read_documents(write_corpus(tmp_path / "c.txt", n_docs=30))
+    s = stream_statistics(model, d, docs, StatsConfig(batch_size=8), progress=False)
+    k = 5
+    e = edges(model, d, s, top_k=k)
+    F = d.n_features
+    enc = residual_encoders(model, d, s.sigma_mlp_mean)
+    # dense reference for all pairs with l_s < l_t
+    rows = []
+    for i, ls in enumerate(d.layers):
+        for j, lt in enumerate(d.layers):
+            if lt <= ls:
+                continue
+            V = virtual_weight_block(d, enc, ls, lt).numpy()
+            C = s.C[i].toarray()[:, (j - i - 1) * F : (j - i) * F]
+            I = s.I[i].toarray()[:, (j - i - 1) * F : (j - i) * F]
+            mu_sum = s.sum[j * F : (j + 1) * F]
+            tw = np.where(mu_sum > 0, C / np.where(mu_sum > 0, mu_sum, 1), 0) * V
+            era = I / s.tokens * V
+            for a in range(F):
+                for b in range(F):
+                    if tw[a, b] != 0:
+                        rows.append((ls, a, lt, b, V[a, b], era[a, b], tw[a, b]))
+    ref = {(r[0], r[1], r[2], r[3]): r[4:] for r in rows}
+    got = {
+        (
+            int(e["source_layer"][n]),
+            int(e["source_index"][n]),
+            int(e["target_layer"][n]),
+            int(e["target_index"][n]),
+        ): n
+        for n in range(len(e["twera"]))
+    }
+    assert len(got) == len(e["twera"]), "duplicate edges"
+    for key, n in got.items():
+        v, era, tw = ref[key]
+        assert e["virtual_weight"][n] == pytest.approx(v, rel=1e-9)
+        assert e["era"][n] == pytest.approx(era, rel=1e-9)
+        assert e["twera"][n] == pytest.approx(tw, rel=1e-9)
+    # each source's top-k downstream by |TWERA| is kept, in order
+    for src in {(r[0], r[1]) for r in rows}:
+        ranked = sorted((abs(r[6]), (r[2], r[3])) for r in rows if (r[0], r[1]) == src)[::-1][:k]
+        kept = [
+            (int(e["target_layer"][n]), int(e["target_index"][n]))
+            for n in range(len(e["twera"]))
+            if (e["source_layer"][n], e["source_index"][n]) == src
+        ]
+        assert [t for _, t in ranked] == kept[:k]
+    for tgt in {(r[2], r[3]) for r in rows}:
+        ranked = sorted((abs(r[6]), (r[0], r[1])) for r in rows if (r[2], r[3]) == tgt)[::-1][:k]
+        for _, src in ranked:
+            assert (*src, *tgt) in got
+
+
+def test_top_unembeds_are_logit_lens(tmp_path: Path) -> None:
+    model = tiny_model("gpt2")
+    d = random_dictionary(model, "clt")
+    sigma = 1.7
+    u = top_unembeds(model, d, sigma, k=4)
+    norm = model.final_norm()
+    W_U = model.unembed().double()
+    for g in (0, d.n_features + 3):
+        layer, idx = d.layers[g // d.n_features], g % d.n_features
+        total = sum(d.decoder(layer, m)[idx].double() for m in d.write_targets(layer))
+        centred = total - total.mean()
+        logits = W_U @ (centred * norm.gain.double() / sigma)
+        assert u["top_ids"][g].tolist() == logits.topk(4).indices.tolist()
+        np.testing.assert_allclose(u["bottom_values"][g], logits.topk(4, largest=False).values.numpy())
