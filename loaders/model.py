@@ -176,7 +176,7 @@ class HookedModel:
     def norm_map(self, module: nn.Module) -> NormMap:
         weight: Tensor = module.get_parameter("weight").detach()
         bias = getattr(module, "bias", None)
-        eps = getattr(module, "variance_epsilon", None)
+        eps: Any = getattr(module, "variance_epsilon", None)
         if eps is None:
             eps = getattr(module, "eps", 1e-5)
         return NormMap(
