@@ -104,6 +104,282 @@ def collect(
         click.echo(f"  {path}")
 
 
+STORE = click.option(
+    "--store",
+    envvar="GRAPHKIT_STORE",
+    required=True,
+    help="Embedded store directory or bolt:// / neo4j:// URI (env GRAPHKIT_STORE).",
+)
+DICTIONARY = click.option(
+    "--dictionary", default=None, help="Dictionary in the store (needed when it holds several)."
+)
+
+
+def _graph(store: str, dictionary: str | None):
+    from graphkit.graph import FeatureGraph
+    from loaders.graph.store import open_store
+
+    return FeatureGraph(open_store(store, read_only=True), dictionary)
+
+
+def _fail(e: Exception) -> click.ClickException:
+    return click.ClickException(str(e))
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--store", default=None, help="Directory or bolt:// URI (default RUN/graph).")
+@click.option("--name", default=None, help="Dictionary name in the store (default: the run's dictionary).")
+@click.option("--replace", is_flag=True, help="Replace the same-named dictionary loaded from another run.")
+@click.option("--batch-size", default=10_000, show_default=True, help="Rows per transaction / COPY chunk.")
+def load(run: str, store: str | None, name: str | None, replace: bool, batch_size: int) -> None:
+    """Write a run directory (from `graphkit collect`) into a graph store."""
+    from pathlib import Path
+
+    from loaders.graph.load import load_run
+    from loaders.graph.store import StoreError, open_store
+
+    try:
+        target = open_store(store or Path(run) / "graph")
+        result = load_run(Path(run), target, name=name, replace=replace, batch_size=batch_size)
+    except (StoreError, ValueError) as e:
+        raise _fail(e) from e
+    verb = "already held" if result.skipped else "loaded"
+    click.echo(
+        f"{verb} {result.dictionary}: {result.features} features, {result.edges} edges → {target.spec}"
+    )
+
+
+def _neighbours(
+    direction: str,
+    feature: str,
+    store: str,
+    dictionary: str | None,
+    k: int,
+    hops: int,
+    sign: str,
+    as_json: bool,
+) -> None:
+    import json
+
+    from graphkit.graph import parse_feature
+    from loaders.graph.store import StoreError
+
+    try:
+        layer, index = parse_feature(feature)
+        g = _graph(store, dictionary)
+        if hops == 1:
+            edges = (g.downstream if direction == "down" else g.upstream)(layer, index, k=k, sign=sign)  # type: ignore[arg-type]
+            if as_json:
+                click.echo(json.dumps([e.as_json() for e in edges], indent=2))
+                return
+            click.echo(f"{'downstream' if direction == 'down' else 'upstream'} of {g.id(layer, index)}:")
+            for e in edges:
+                motor = f"  [says {e.motor_word!r}]" if e.motor_word else ""
+                click.echo(
+                    f"  {e.layer}/{e.index:<6d} twera {e.twera:+.4g}  era {e.era:+.4g}  "
+                    f"V {e.virtual_weight:+.4g}  {' '.join(map(repr, e.top_tokens[:5]))}{motor}"
+                )
+            return
+        nb = g.neighbourhood(layer, index, hops=hops, k=k, direction=direction, sign=sign)  # type: ignore[arg-type]
+    except (StoreError, ValueError) as e:
+        raise _fail(e) from e
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "nodes": [{"id": n, **a} for n, a in nb.nodes(data=True)],
+                    "edges": [{"source": u, "target": v, **a} for u, v, a in nb.edges(data=True)],
+                },
+                indent=2,
+            )
+        )
+        return
+    for u, v, a in sorted(nb.edges(data=True), key=lambda t: (t[2]["hop"], -abs(t[2]["twera"]))):
+        motor = nb.nodes[v].get("motor_word")
+        click.echo(
+            f"  hop {a['hop']}  {u} → {v}  twera {a['twera']:+.4g}" + (f"  [says {motor!r}]" if motor else "")
+        )
+
+
+def _neighbour_command(direction: str):
+    @click.argument("feature")
+    @STORE
+    @DICTIONARY
+    @click.option("--k", default=10, show_default=True, help="Edges per feature per hop.")
+    @click.option("--hops", default=1, show_default=True, help="Hops to walk.")
+    @click.option(
+        "--sign", type=click.Choice(["any", "positive", "negative"]), default="any", show_default=True
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def command(
+        feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, as_json: bool
+    ) -> None:
+        _neighbours(direction, feature, store, dictionary, k, hops, sign, as_json)
+
+    return command
+
+
+main.command("downstream", help="Features that FEATURE (LAYER/INDEX) feeds, by |TWERA|.")(
+    _neighbour_command("down")
+)
+main.command("upstream", help="Features that feed FEATURE (LAYER/INDEX), by |TWERA|.")(
+    _neighbour_command("up")
+)
+
+
+@main.command()
+@click.argument("feature", required=False)
+@STORE
+@DICTIONARY
+@click.option("--word", default="", help="Only motor features of this word.")
+@click.option("--k", default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def motor(feature: str | None, store: str, dictionary: str | None, word: str, k: int, as_json: bool) -> None:
+    """Motor ("say X") features; with FEATURE, the strongest paths from it to them."""
+    import dataclasses
+    import json
+
+    from graphkit.graph import parse_feature
+    from loaders.graph.store import StoreError
+
+    try:
+        g = _graph(store, dictionary)
+        if feature is None:
+            rows = g.motor_features(word)[:k] if k else g.motor_features(word)
+        else:
+            rows = [dataclasses.asdict(p) for p in g.motor_paths(*parse_feature(feature), k=k)]
+    except (StoreError, ValueError) as e:
+        raise _fail(e) from e
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=list))
+        return
+    if not rows:
+        click.echo("no motor features" + (" reachable" if feature else ""))
+    for r in rows:
+        via = " → ".join(r["via"]) if "via" in r else ""
+        click.echo(
+            f"  {r['layer']}/{r.get('index', r.get('idx'))}  says {r['word']!r}  "
+            f"score {r['score']:+.4g}  {via}"
+        )
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    import json
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not key=value")
+    for convert in (int, float):
+        try:
+            return key, convert(raw)
+        except ValueError:
+            pass
+    if raw.startswith(("[", "{", '"')) or raw in ("true", "false"):
+        try:
+            return key, json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    return key, raw
+
+
+def _print_rows(rows: list[dict], as_json: bool) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        click.echo("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    click.echo(f"({len(rows)} rows)")
+
+
+@main.command()
+@click.argument("name")
+@STORE
+@click.option("--param", "params", multiple=True, help="key=value (ints, floats, JSON lists, else strings).")
+@click.option("--json", "as_json", is_flag=True)
+def query(name: str, store: str, params: tuple[str, ...], as_json: bool) -> None:
+    """Run cypher/NAME.cypher with parameters."""
+    from loaders.graph.store import StoreError, cypher, open_store
+
+    try:
+        rows = open_store(store, read_only=True).read(cypher(name), dict(_parse_param(p) for p in params))
+    except StoreError as e:
+        raise _fail(e) from e
+    _print_rows(rows, as_json)
+
+
+@main.command("cypher")
+@click.argument("statement")
+@STORE
+@click.option("--param", "params", multiple=True, help="key=value, bound as $key.")
+@click.option("--json", "as_json", is_flag=True)
+def cypher_cmd(statement: str, store: str, params: tuple[str, ...], as_json: bool) -> None:
+    """Run an ad-hoc read-only Cypher STATEMENT (writes are refused)."""
+    from loaders.graph.store import StoreError, open_store
+
+    try:
+        rows = open_store(store, read_only=True).read(statement, dict(_parse_param(p) for p in params))
+    except StoreError as e:
+        raise _fail(e) from e
+    _print_rows(rows, as_json)
+
+
+@main.group()
+def neo4j() -> None:
+    """A local Neo4j 5 Community server without Docker (Java 17 + Maven Central)."""
+
+
+NEO4J_DIR = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Data directory (default ~/.graphkit/neo4j or GRAPHKIT_NEO4J_DIR).",
+)
+
+
+@neo4j.command("start")
+@NEO4J_DIR
+@click.option("--port", default=7687, show_default=True)
+def neo4j_start(directory: str | None, port: int) -> None:
+    """Start the server on 127.0.0.1 and print its Bolt URI once it answers."""
+    from pathlib import Path
+
+    from graphkit import neo4j_local
+
+    try:
+        info = neo4j_local.start(Path(directory) if directory else neo4j_local.DEFAULT_DIR, port=port)
+    except neo4j_local.Neo4jLocalError as e:
+        raise _fail(e) from e
+    click.echo(info.uri)
+
+
+@neo4j.command("stop")
+@NEO4J_DIR
+def neo4j_stop(directory: str | None) -> None:
+    """Stop the server."""
+    from pathlib import Path
+
+    from graphkit import neo4j_local
+
+    stopped = neo4j_local.stop(Path(directory) if directory else neo4j_local.DEFAULT_DIR)
+    click.echo("stopped" if stopped else "not running")
+
+
+@neo4j.command("status")
+@NEO4J_DIR
+def neo4j_status(directory: str | None) -> None:
+    """Print the Bolt URI of the running server, or 'not running'."""
+    from pathlib import Path
+
+    from graphkit import neo4j_local
+
+    info = neo4j_local.status(Path(directory) if directory else neo4j_local.DEFAULT_DIR)
+    click.echo(f"running {info.uri} (pid {info.pid})" if info else "not running")
+
+
 @main.command()
 def demo() -> None:
     """Run the demo on the bundled model and dictionary."""

@@ -140,6 +140,7 @@ def collect(
         manifest["tokens_seen"] = stats.tokens
         manifest["documents_seen"] = stats.docs_done
         manifest["versions"] = {p: version(p) for p in ("graphkit", "torch", "transformers")}
+        manifest |= {"dictionary_kind": d.kind, "read_site": d.read_site, "write_site": d.write_site}
         mark("stats")
 
     vocab = _token_strings(model)
@@ -162,7 +163,7 @@ def _token_strings(model: HookedModel) -> list[str]:
 
 def _features_table(model: HookedModel, d, stats: FeatureStats, vocab: list[str], n: int) -> pa.Table:
     F = d.n_features
-    u = top_unembeds(model, d, stats.sigma_final_mean, k=n)
+    u = top_unembeds(model, d, stats.sigma_final_mean, k=n, token_strings=vocab)
     layers = np.repeat(np.asarray(d.layers, np.int64), F)
     names = np.asarray(vocab, dtype=object)
     return pa.table(
@@ -182,6 +183,9 @@ def _features_table(model: HookedModel, d, stats: FeatureStats, vocab: list[str]
             "bottom_values": pa.array(
                 list(u["bottom_values"].astype(np.float64)), type=pa.list_(pa.float64())
             ),
+            "top_word": u["words"][u["top_word"]].astype(str),
+            "top_word_z": u["top_word_z"].astype(np.float64),
+            "word_gap": u["word_gap"].astype(np.float64),
         }
     ).replace_schema_metadata({"hist_edges": json.dumps(HIST_EDGES.tolist())})
 

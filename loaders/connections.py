@@ -160,22 +160,49 @@ def unembed_directions(model: HookedModel, d: Dictionary, sigma_final: float) ->
 
 
 def top_unembeds(
-    model: HookedModel, d: Dictionary, sigma_final: float, k: int = 10, chunk: int = 2048
+    model: HookedModel,
+    d: Dictionary,
+    sigma_final: float,
+    k: int = 10,
+    chunk: int = 2048,
+    token_strings: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Logit-lens top and bottom `k` token ids and values of every feature (global order)."""
+    """Logit-lens top and bottom `k` token ids and values of every feature (global order).
+
+    With `token_strings` (the decoded vocabulary) it also returns, per feature, the word
+    scores of `loaders.motor`: ``top_word`` (index into ``words``), ``top_word_z``, ``word_gap``.
+    """
+    from loaders.motor import word_groups, word_scores
+
     W_U = model.unembed().double()  # (vocab, d_model)
-    top_i, top_v, bot_i, bot_v = [], [], [], []
+    out: dict[str, list[np.ndarray]] = {
+        k_: []
+        for k_ in (
+            "top_ids",
+            "top_values",
+            "bottom_ids",
+            "bottom_values",
+            "top_word",
+            "top_word_z",
+            "word_gap",
+        )
+    }
+    groups, words = word_groups(token_strings) if token_strings is not None else (np.zeros(0), [])
+    group_t = torch.from_numpy(groups)
     for dirs in unembed_directions(model, d, sigma_final).values():
         for start in range(0, d.n_features, chunk):
             logits = dirs[start : start + chunk] @ W_U.T  # (feature, vocab)
             t, b = logits.topk(k, dim=-1), logits.topk(k, dim=-1, largest=False)
-            top_i.append(t.indices.numpy())
-            top_v.append(t.values.numpy())
-            bot_i.append(b.indices.numpy())
-            bot_v.append(b.values.numpy())
-    return {
-        "top_ids": np.concatenate(top_i),
-        "top_values": np.concatenate(top_v),
-        "bottom_ids": np.concatenate(bot_i),
-        "bottom_values": np.concatenate(bot_v),
-    }
+            out["top_ids"].append(t.indices.numpy())
+            out["top_values"].append(t.values.numpy())
+            out["bottom_ids"].append(b.indices.numpy())
+            out["bottom_values"].append(b.values.numpy())
+            if words:
+                w, z, gap = word_scores(logits, group_t, len(words))
+                out["top_word"].append(w.numpy())
+                out["top_word_z"].append(z.numpy())
+                out["word_gap"].append(gap.numpy())
+    result = {name: np.concatenate(parts) for name, parts in out.items() if parts}
+    if words:
+        result["words"] = np.asarray(words, dtype=object)
+    return result

@@ -286,6 +286,11 @@ def relations() -> tuple[Relation, ...]:
                 _tagged_q("what-color-is", "What color is {s}?"),
                 _q("qa", "Q: What color is {s}? A:"),
                 _q("colour", "Question: what is the colour of {s}? Answer:"),
+                _tagged_q("name-the-color", "Name the color of {s}."),
+                _q("does-have", "Which color does {s} have? Answer:"),
+                _tagged_q("what-colour-is", "What colour is {s}?"),
+                _q("one-word", "In one word, the color of {s} is"),
+                _q("tell-what", "Q: Tell me what color {s} is. A:"),
             ),
             held_out_questions=(
                 _tagged_q("tell-me", "Tell me the color of {s}."),
@@ -308,6 +313,11 @@ def relations() -> tuple[Relation, ...]:
                 _tagged_q("tell-me-the-hex", "Tell me the hex value of {s}."),
                 _q("qa", "Q: What is the hex code of {s}? A:"),
                 _q("rgb", "Question: what is the RGB hex of {s}? Answer:"),
+                _tagged_q("hex-code-for", "What is the hex code for {s}?"),
+                _q("does-have", "Which hex code does {s} have? Answer:"),
+                _tagged_q("write-as-hex", "Write {s} as a hex color."),
+                _q("colon", "Hex value of {s}:"),
+                _q("tell-what", "Q: Tell me the hex value of {s}. A:"),
             ),
             held_out_questions=(
                 _tagged_q("give-the-hex", "Give the hex code for {s}."),
@@ -326,6 +336,8 @@ def relations() -> tuple[Relation, ...]:
             questions=(
                 _tagged_q("how-do-you-say", "How do you say {e} in {L}?"),
                 _q("qa", "Q: What is {e} in {L}? A:"),
+                _tagged_q("word-for", "What is the {L} word for {e}?"),
+                _q("called", "In {L}, {e} is called"),
             ),
             held_out_questions=(_tagged_q("translate", "Translate {e} into {L}."),),
         ),
@@ -340,6 +352,8 @@ def relations() -> tuple[Relation, ...]:
             questions=(
                 _tagged_q("what-is-the-capital", "What is the capital of {s}?"),
                 _q("qa", "Q: What is the capital of {s}? A:"),
+                _tagged_q("which-city", "Which city is the capital of {s}?"),
+                _q("capital-colon", "Capital of {s}:"),
             ),
             held_out_questions=(_tagged_q("name-the-capital", "Name the capital of {s}."),),
         ),
@@ -354,6 +368,8 @@ def relations() -> tuple[Relation, ...]:
             questions=(
                 _tagged_q("what-is-the-opposite", "What is the opposite of {s}?"),
                 _q("qa", "Q: What is the opposite of {s}? A:"),
+                _tagged_q("antonym-of", "What is an antonym of {s}?"),
+                _q("opposite-colon", "Opposite of {s}:"),
             ),
             held_out_questions=(_tagged_q("antonym", "Give the antonym of {s}."),),
         ),

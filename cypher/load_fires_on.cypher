@@ -1,0 +1,5 @@
+// Load the tokens where a feature's top examples peak (Neo4j bulk path).
+// Parameters: $rows: list of {source, target, rank}.
+UNWIND $rows AS r
+MATCH (f:Feature {id: r.source}), (t:Token {id: r.target})
+MERGE (f)-[p:FIRES_ON {rank: r.rank}]->(t)

@@ -1,0 +1,223 @@
+"""Query modules: the Cypher files of ``cypher/`` run by name against either store.
+
+`FeatureGraph` binds a store to one dictionary and answers the questions researchers ask:
+where does this feature's output go (`downstream`, multi-hop as a ``networkx.DiGraph`` via
+`neighbourhood`), what feeds it (`upstream`), which motor features it reaches and how
+strongly (`motor_paths`), which features say or fire on a word, and which look alike.
+Rows come back as frozen dataclasses; every value travels as a query parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import networkx as nx
+
+from loaders.graph.schema import feature_id, normalize_token
+from loaders.graph.store import EmbeddedStore, Neo4jStore, StoreError, cypher
+
+Sign = Literal["any", "positive", "negative"]
+_SIGN = {"any": 0.0, "positive": 1.0, "negative": -1.0}
+_ALL_LAYERS = (-1, 1 << 30)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One FEEDS edge seen from a feature: the neighbour and the edge's weights."""
+
+    id: str
+    """Neighbour feature id ("dictionary/layer/index")."""
+    layer: int
+    index: int
+    twera: float
+    """Target-weighted expected residual attribution (sign kept)."""
+    era: float
+    virtual_weight: float
+    twera_norm: float
+    """TWERA over the largest |TWERA| among the source's kept edges."""
+    top_tokens: tuple[str, ...]
+    """The neighbour's top unembeds."""
+    motor_word: str | None
+    """The word the neighbour says, if it is a motor feature."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "index": self.index,
+            "twera": self.twera,
+            "era": self.era,
+            "virtual_weight": self.virtual_weight,
+            "top_tokens": list(self.top_tokens),
+            "motor_word": self.motor_word,
+        }
+
+
+@dataclass(frozen=True)
+class MotorPath:
+    """A path of FEEDS edges from a feature to a motor feature."""
+
+    id: str
+    layer: int
+    index: int
+    word: str
+    hops: int
+    score: float
+    """Product of twera_norm along the path."""
+    via: tuple[str, ...]
+    """Feature ids along the path, source first."""
+
+
+def parse_feature(text: str) -> tuple[int, int]:
+    """``"3/1021"`` → (3, 1021), with a clear error otherwise."""
+    try:
+        layer, index = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"feature {text!r} is not LAYER/INDEX (e.g. 2/517)") from None
+    return layer, index
+
+
+class FeatureGraph:
+    """One dictionary in one store."""
+
+    def __init__(self, store: EmbeddedStore | Neo4jStore, dictionary: str | None = None):
+        self.store = store
+        loaded = {r["id"]: r for r in store.read(cypher("dictionaries"))}
+        if not loaded:
+            raise StoreError(f"store {store.spec} holds no dictionary; load a run with `graphkit load RUN`")
+        if dictionary is None:
+            if len(loaded) > 1:
+                raise StoreError(
+                    f"store {store.spec} holds several dictionaries ({', '.join(loaded)}); "
+                    "choose one with --dictionary"
+                )
+            dictionary = next(iter(loaded))
+        if dictionary not in loaded:
+            raise StoreError(
+                f"store {store.spec} holds no dictionary {dictionary!r} (it holds: "
+                f"{', '.join(loaded)}); was it built from another dictionary?"
+            )
+        self.dictionary = dictionary
+        self.info = loaded[dictionary]
+
+    def id(self, layer: int, index: int) -> str:
+        return feature_id(self.dictionary, layer, index)
+
+    def feature(self, layer: int, index: int) -> dict[str, Any]:
+        rows = self.store.read(cypher("feature"), {"id": self.id(layer, index)})
+        if not rows:
+            raise StoreError(
+                f"no feature {layer}/{index} in dictionary {self.dictionary!r} "
+                f"({self.info['n_layers']} layers × {self.info['n_features']} features)"
+            )
+        return rows[0]
+
+    def run(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Run ``cypher/NAME.cypher`` with `params`."""
+        return self.store.read(cypher(name), params)
+
+    def _hop(self, name: str, fid: str, k: int, sign: Sign, layers: tuple[int, int]) -> list[Edge]:
+        rows = self.run(name, id=fid, k=k, sign=_SIGN[sign], min_layer=layers[0], max_layer=layers[1])
+        return [
+            Edge(
+                r["id"],
+                r["layer"],
+                r["idx"],
+                r["twera"],
+                r["era"],
+                r["virtual_weight"],
+                r["twera_norm"],
+                tuple(r["top_tokens"] or ()),
+                r["motor_word"],
+            )
+            for r in rows
+        ]
+
+    def downstream(
+        self, layer: int, index: int, k: int = 10, sign: Sign = "any", layers: tuple[int, int] = _ALL_LAYERS
+    ) -> list[Edge]:
+        """The feature's top-k downstream targets by |TWERA| (one hop)."""
+        self.feature(layer, index)
+        return self._hop("downstream", self.id(layer, index), k, sign, layers)
+
+    def upstream(
+        self, layer: int, index: int, k: int = 10, sign: Sign = "any", layers: tuple[int, int] = _ALL_LAYERS
+    ) -> list[Edge]:
+        """The feature's top-k upstream sources by |TWERA| (one hop)."""
+        self.feature(layer, index)
+        return self._hop("upstream", self.id(layer, index), k, sign, layers)
+
+    def neighbourhood(
+        self,
+        layer: int,
+        index: int,
+        hops: int = 2,
+        k: int = 5,
+        direction: str = "down",
+        sign: Sign = "any",
+        layers: tuple[int, int] = _ALL_LAYERS,
+    ) -> nx.DiGraph:
+        """Top-k per hop, `hops` hops out: nodes carry layer, index, top_tokens, motor_word;
+        edges (always source → target) carry twera, era, virtual_weight, twera_norm, hop."""
+        root = self.feature(layer, index)
+        g = nx.DiGraph()
+        g.add_node(
+            root["id"],
+            layer=root["layer"],
+            index=root["idx"],
+            top_tokens=list(root["top_tokens"] or []),
+            motor_word=root["motor_word"],
+            hop=0,
+        )
+        frontier = [root["id"]]
+        name = "downstream" if direction == "down" else "upstream"
+        for hop in range(1, hops + 1):
+            nxt = []
+            for fid in frontier:
+                for e in self._hop(name, fid, k, sign, layers):
+                    if e.id not in g:
+                        g.add_node(
+                            e.id,
+                            layer=e.layer,
+                            index=e.index,
+                            top_tokens=list(e.top_tokens),
+                            motor_word=e.motor_word,
+                            hop=hop,
+                        )
+                        nxt.append(e.id)
+                    src, tgt = (fid, e.id) if direction == "down" else (e.id, fid)
+                    g.add_edge(
+                        src,
+                        tgt,
+                        twera=e.twera,
+                        era=e.era,
+                        virtual_weight=e.virtual_weight,
+                        twera_norm=e.twera_norm,
+                        hop=hop,
+                    )
+            frontier = nxt
+        return g
+
+    def motor_paths(self, layer: int, index: int, k: int = 10) -> list[MotorPath]:
+        """Strongest paths (1–3 hops) to motor features, by |product of twera_norm|."""
+        self.feature(layer, index)
+        rows = self.run("motor_paths", id=self.id(layer, index), k=k)
+        return [
+            MotorPath(r["id"], r["layer"], r["idx"], r["word"], r["hops"], r["score"], tuple(r["via"]))
+            for r in rows
+        ]
+
+    def motor_features(self, word: str = "") -> list[dict[str, Any]]:
+        return self.run("motor_features", dictionary=self.dictionary, word=normalize_token(word))
+
+    def by_unembed(self, word: str, k: int = 20) -> list[dict[str, Any]]:
+        return self.run("features_by_unembed", dictionary=self.dictionary, word=normalize_token(word), k=k)
+
+    def by_example_token(self, word: str, k: int = 20) -> list[dict[str, Any]]:
+        return self.run(
+            "features_by_example_token", dictionary=self.dictionary, word=normalize_token(word), k=k
+        )
+
+    def lookalikes(self, layer: int, index: int, window: int = 1, k: int = 10) -> list[dict[str, Any]]:
+        self.feature(layer, index)
+        return self.run("lookalikes", id=self.id(layer, index), window=window, k=k)

@@ -1,0 +1,145 @@
+"""A local Neo4j 5 Community server without Docker (``graphkit neo4j start|stop|status``).
+
+`docker/neo4j-local` holds a small Java program (embedded DBMS + Bolt connector bound to
+127.0.0.1) and its Maven build. `start` builds it on first use (Maven Central), launches it in
+the background with ``NEO4J_PASSWORD`` (default ``graphkit-local``), writes ``neo4j.pid`` and
+``neo4j.log`` in the data directory, and waits until Bolt answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1] / "docker" / "neo4j-local"
+DEFAULT_DIR = Path(os.environ.get("GRAPHKIT_NEO4J_DIR", Path.home() / ".graphkit" / "neo4j"))
+DEFAULT_PASSWORD = "graphkit-local"
+
+
+class Neo4jLocalError(RuntimeError):
+    """The local server could not be built, started or reached."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A running local server."""
+
+    uri: str
+    pid: int
+    directory: Path
+
+
+def build() -> Path:
+    """Compile the launcher and fetch its jars (once); return the classpath root."""
+    classes, lib = PROJECT / "target" / "classes", PROJECT / "target" / "lib"
+    if (classes / "graphkit" / "LocalNeo4j.class").exists() and lib.is_dir():
+        return PROJECT / "target"
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise Neo4jLocalError("the local Neo4j needs Java 17 and Maven (mvn) on PATH")
+    proc = subprocess.run(
+        ["mvn", "-q", "-B", "-DskipTests", "package"], cwd=PROJECT, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise Neo4jLocalError(f"building {PROJECT} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return PROJECT / "target"
+
+
+def status(directory: Path = DEFAULT_DIR) -> ServerInfo | None:
+    """The server running from `directory`, or None."""
+    pid_file = Path(directory) / "neo4j.pid"
+    if not pid_file.exists():
+        return None
+    pid_text, uri = pid_file.read_text().split()
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return None
+    return ServerInfo(uri, int(pid_text), Path(directory))
+
+
+def start(
+    directory: Path = DEFAULT_DIR, port: int = 7687, password: str | None = None, timeout: float = 120.0
+) -> ServerInfo:
+    """Start (or find running) the server on 127.0.0.1:`port`; wait until Bolt answers."""
+    directory = Path(directory).resolve()
+    running = status(directory)
+    if running is not None:
+        return running
+    target = build()
+    directory.mkdir(parents=True, exist_ok=True)
+    password = password or os.environ.get("NEO4J_PASSWORD") or DEFAULT_PASSWORD
+    log = (directory / "neo4j.log").open("w")
+    classpath = f"{target / 'classes'}{os.pathsep}{target / 'lib' / '*'}"
+    proc = subprocess.Popen(
+        [
+            "java",
+            "-Xmx1g",
+            "-cp",
+            classpath,
+            "graphkit.LocalNeo4j",
+            "--dir",
+            str(directory / "data"),
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "NEO4J_PASSWORD": password},
+        start_new_session=True,
+    )
+    uri = f"bolt://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise Neo4jLocalError(f"Neo4j exited with code {proc.returncode}; see {directory / 'neo4j.log'}")
+        if "ready bolt://" in (directory / "neo4j.log").read_text(errors="replace") and _answers(
+            uri, password
+        ):
+            (directory / "neo4j.pid").write_text(f"{proc.pid} {uri}\n")
+            return ServerInfo(uri, proc.pid, directory)
+        time.sleep(0.5)
+    proc.terminate()
+    raise Neo4jLocalError(
+        f"Neo4j did not answer on {uri} within {timeout:.0f} s; see {directory / 'neo4j.log'}"
+    )
+
+
+def _answers(uri: str, password: str) -> bool:
+    from neo4j import GraphDatabase
+
+    try:
+        with GraphDatabase.driver(uri, auth=("neo4j", password)) as driver:
+            driver.verify_connectivity()
+        return True
+    except Exception:
+        return False
+
+
+def stop(directory: Path = DEFAULT_DIR, timeout: float = 60.0) -> bool:
+    """Stop the server running from `directory`; False when none was running."""
+    info = status(directory)
+    if info is None:
+        return False
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if os.waitpid(info.pid, os.WNOHANG)[0] == info.pid:  # our own child: reap it
+                break
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(info.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(info.pid, signal.SIGKILL)
+    (Path(directory) / "neo4j.pid").unlink(missing_ok=True)
+    return True

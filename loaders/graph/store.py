@@ -1,0 +1,273 @@
+"""Two stores that speak the same Cypher: embedded LadybugDB (default) and Neo4j over Bolt.
+
+`open_store(spec)` takes a directory (embedded; the database file is ``DIR/graph.lbug``) or a
+``bolt://`` / ``neo4j://`` URI (credentials from the URI, else ``NEO4J_USER`` /
+``NEO4J_PASSWORD``). Both answer:
+
+- ``read(query, params)`` → list of dicts (read-only: a write is refused);
+- ``write(query, params)``; ``write_rows(query, rows, batch_size)``: ``UNWIND $rows`` in one
+  transaction per batch;
+- ``bulk(label_or_rel, table)``: the fastest keyed bulk load each store has (LadybugDB
+  ``COPY … FROM`` an Arrow table; Neo4j batched ``UNWIND … MERGE`` from ``cypher/load_*``).
+
+The dialect differences live here and in `schema` (DDL), nowhere else: the query files use
+the subset both engines run the same way (no list comprehensions, no null parameters, no
+``index`` identifier — reserved in LadybugDB).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from loaders.graph import schema
+
+CYPHER_DIR = Path(__file__).resolve().parents[2] / "cypher"
+WRITE_CLAUSES = re.compile(
+    r"\b(CREATE|MERGE|DELETE|DETACH|SET|REMOVE|DROP|COPY|ALTER|LOAD|INSTALL|ATTACH|IMPORT|FOREACH)\b", re.I
+)
+
+
+# The one place where the dialects differ in query text: two path functions the query files
+# may call, spelled per engine. Everything else in cypher/ runs unchanged on both.
+DIALECT: dict[str, dict[str, str]] = {
+    "embedded": {
+        r"path_score\((\w+)\)": r"list_product(properties(rels(\1), 'twera_norm'))",
+        r"path_ids\((\w+)\)": r"properties(nodes(\1), 'id')",
+    },
+    "neo4j": {
+        r"path_score\((\w+)\)": r"reduce(acc = 1.0, r IN relationships(\1) | acc * r.twera_norm)",
+        r"path_ids\((\w+)\)": r"[n IN nodes(\1) | n.id]",
+    },
+}
+
+
+def translate(query: str, kind: str) -> str:
+    """`query` in the dialect of store `kind` (see `DIALECT`)."""
+    for pattern, replacement in DIALECT[kind].items():
+        query = re.sub(pattern, replacement, query)
+    return query
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be reached or used, with what to do about it."""
+
+
+def cypher(name: str) -> str:
+    """The text of ``cypher/NAME.cypher``."""
+    path = CYPHER_DIR / f"{name}.cypher"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in CYPHER_DIR.glob("*.cypher")))
+        raise StoreError(f"no query {name!r} in {CYPHER_DIR}; known: {known}")
+    return path.read_text()
+
+
+def check_read_only(query: str) -> None:
+    """Refuse a statement with a write clause (before the store's own read-only guard)."""
+    stripped = re.sub(r"//[^\n]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "", query)
+    m = WRITE_CLAUSES.search(stripped)
+    if m:
+        raise StoreError(
+            f"read-only: the statement contains the write clause {m.group(1).upper()!r}; refused"
+        )
+
+
+class Store(Protocol):
+    kind: str
+    spec: str
+
+    def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def write(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def write_rows(
+        self,
+        query: str,
+        rows: Sequence[dict[str, Any]],
+        batch_size: int,
+        desc: str = "",
+        progress: bool = False,
+    ) -> None: ...
+    def bulk(self, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None: ...
+    def ensure_schema(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _batches(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+class EmbeddedStore:
+    """LadybugDB in-process; the database lives in ``DIR/graph.lbug``."""
+
+    kind = "embedded"
+
+    def __init__(self, directory: Path, read_only: bool = False):
+        import ladybug
+
+        self.spec = str(directory)
+        path = Path(directory) / "graph.lbug"
+        if read_only and not path.exists():
+            raise StoreError(
+                f"no graph store at {directory}; write one with `graphkit load RUN --store {directory}`"
+            )
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        self.db = ladybug.Database(str(path), read_only=read_only)
+        self.conn = ladybug.Connection(self.db)
+
+    def _execute(self, query: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
+        try:
+            result = self.conn.execute(query, params or {})
+        except RuntimeError as e:
+            raise StoreError(f"embedded store {self.spec}: {e}") from e
+        results = result if isinstance(result, list) else [result]
+        rows: list[dict[str, Any]] = []
+        for r in results:
+            cols = r.get_column_names()
+            while r.has_next():
+                rows.append(dict(zip(cols, r.get_next(), strict=True)))
+        return rows
+
+    def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        check_read_only(query)
+        return self._execute(translate(query, self.kind), params)
+
+    def write(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self.read_only:
+            raise StoreError(f"embedded store {self.spec} is open read-only")
+        return self._execute(query, params)
+
+    def write_rows(
+        self,
+        query: str,
+        rows: Sequence[dict[str, Any]],
+        batch_size: int,
+        desc: str = "",
+        progress: bool = False,
+    ) -> None:
+        with tqdm(total=len(rows), desc=desc, disable=not progress, unit="row") as bar:
+            for batch in _batches(rows, batch_size):
+                self.write("BEGIN TRANSACTION")
+                try:
+                    self.write(query, {"rows": list(batch)})
+                    self.write("COMMIT")
+                except Exception:
+                    self.write("ROLLBACK")
+                    raise
+                bar.update(len(batch))
+
+    def bulk(self, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
+        """``COPY name FROM`` the Arrow table (relationships: first two columns are from, to)."""
+        if table.num_rows == 0:
+            return
+        with tqdm(total=table.num_rows, desc=name, disable=not progress, unit="row") as bar:
+            for start in range(0, table.num_rows, max(batch_size, 100_000)):
+                chunk = table.slice(start, max(batch_size, 100_000))
+                self.write(f"COPY {name} FROM $data", {"data": chunk})
+                bar.update(chunk.num_rows)
+
+    def ensure_schema(self) -> None:
+        for statement in schema.embedded_ddl():
+            self.write(statement)
+
+    def close(self) -> None:
+        self.conn.close()
+        self.db.close()
+
+
+class Neo4jStore:
+    """Neo4j 5 over Bolt with the official driver."""
+
+    kind = "neo4j"
+
+    def __init__(self, uri: str, read_only: bool = False):
+        from neo4j import GraphDatabase
+        from neo4j.exceptions import AuthError, ServiceUnavailable
+
+        parts = urlsplit(uri)
+        user = parts.username or os.environ.get("NEO4J_USER", "neo4j")
+        password = parts.password or os.environ.get("NEO4J_PASSWORD", "")
+        netloc = parts.hostname or "localhost"
+        if parts.port:
+            netloc += f":{parts.port}"
+        self.uri = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        self.spec, self.read_only = self.uri, read_only
+        self.database = parts.path.strip("/") or None
+        self.driver = GraphDatabase.driver(self.uri, auth=(user, password), notifications_min_severity="OFF")
+        try:
+            self.driver.verify_connectivity()
+        except AuthError as e:
+            self.driver.close()
+            raise StoreError(
+                f"Neo4j at {self.uri} refused the credentials of user {user!r}; set NEO4J_USER and "
+                "NEO4J_PASSWORD (or put them in the URI: bolt://user:password@host:port)"
+            ) from e
+        except (ServiceUnavailable, OSError, ValueError) as e:
+            self.driver.close()
+            raise StoreError(
+                f"cannot reach Neo4j at {self.uri}: {e}. Is the server running? "
+                "Start a local one with `graphkit neo4j start`."
+            ) from e
+
+    def _run(self, query: str, params: dict[str, Any] | None, write: bool) -> list[dict[str, Any]]:
+        from neo4j.exceptions import Neo4jError
+
+        def work(tx: Any) -> list[dict[str, Any]]:
+            return [record.data() for record in tx.run(query, params or {})]
+
+        try:
+            with self.driver.session(database=self.database) as session:
+                return session.execute_write(work) if write else session.execute_read(work)
+        except Neo4jError as e:
+            raise StoreError(f"Neo4j at {self.uri}: {e.message or e}") from e
+
+    def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        check_read_only(query)
+        return self._run(translate(query, self.kind), params, write=False)
+
+    def write(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self.read_only:
+            raise StoreError(f"Neo4j store {self.uri} is open read-only")
+        return self._run(query, params, write=True)
+
+    def write_rows(
+        self,
+        query: str,
+        rows: Sequence[dict[str, Any]],
+        batch_size: int,
+        desc: str = "",
+        progress: bool = False,
+    ) -> None:
+        with tqdm(total=len(rows), desc=desc, disable=not progress, unit="row") as bar:
+            for batch in _batches(rows, batch_size):
+                self.write(query, {"rows": list(batch)})
+                bar.update(len(batch))
+
+    def bulk(self, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
+        self.write_rows(
+            cypher(f"load_{name.lower()}"), table.to_pylist(), batch_size, desc=name, progress=progress
+        )
+
+    def ensure_schema(self) -> None:
+        for statement in schema.neo4j_ddl():
+            self.write(statement)
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+def open_store(spec: str | Path, read_only: bool = False) -> EmbeddedStore | Neo4jStore:
+    """A directory → the embedded store; a bolt:// or neo4j:// URI → Neo4j."""
+    text = str(spec)
+    if re.match(r"^(bolt|neo4j)(\+s|\+ssc)?://", text):
+        return Neo4jStore(text, read_only=read_only)
+    if "://" in text:
+        raise StoreError(f"unknown store {text!r}: give a directory or a bolt:// / neo4j:// URI")
+    return EmbeddedStore(Path(text), read_only=read_only)
