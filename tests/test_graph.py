@@ -1,0 +1,296 @@
+"""The feature graph on both stores: same rows for every query, safe parameters, clear errors,
+idempotent and resumable loads, and the CLI's downstream list equal to connections.parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from graphkit.cli import main
+from graphkit.graph import FeatureGraph
+from loaders.graph.load import load_run
+from loaders.graph.store import CYPHER_DIR, StoreError, open_store
+from tests.conftest import clear_neo4j
+
+WRITE_QUERIES = {
+    "load_token",
+    "load_feature",
+    "load_feeds",
+    "load_promotes",
+    "load_suppresses",
+    "load_fires_on",
+    "delete_dictionary_features",
+    "delete_dictionary",
+    "upsert_dictionary",
+}
+
+
+@pytest.fixture(scope="module")
+def stores(tiny_run: Path, neo4j_uri: str, tmp_path_factory: pytest.TempPathFactory):
+    clear_neo4j(neo4j_uri)
+    embedded = open_store(tmp_path_factory.mktemp("store") / "graph")
+    neo = open_store(neo4j_uri)
+    for s in (embedded, neo):
+        load_run(tiny_run, s, batch_size=500, progress=False)
+    yield {"embedded": embedded, "neo4j": neo}
+
+
+def canonical(rows: list[dict[str, Any]], ordered: bool) -> list[Any]:
+    def norm(v: Any) -> Any:
+        if isinstance(v, list):
+            return sorted(v) if all(isinstance(x, str) for x in v) else v
+        return v
+
+    out = [tuple(sorted((k, norm(v)) for k, v in r.items())) for r in rows]
+    return out if ordered else sorted(out, key=repr)
+
+
+def query_params(g: FeatureGraph) -> dict[str, dict[str, Any]]:
+    src = g.store.read(
+        "MATCH (f:Feature)-[:FEEDS]->(:Feature)-[:FEEDS]->(:Feature) RETURN f.id AS id ORDER BY id LIMIT 1"
+    )[0]["id"]
+    tgt = g.store.read("MATCH (:Feature)-[:FEEDS]->(f:Feature) RETURN f.id AS id ORDER BY id LIMIT 1")[0][
+        "id"
+    ]
+    word = g.store.read(
+        "MATCH (:Feature)-[:PROMOTES]->(t:Token) RETURN t.text AS w, count(*) AS n ORDER BY n DESC, w LIMIT 1"
+    )[0]["w"]
+    fired = g.store.read(
+        "MATCH (:Feature)-[:FIRES_ON]->(t:Token) RETURN t.text AS w, count(*) AS n ORDER BY n DESC, w LIMIT 1"
+    )[0]["w"]
+    window = {"min_layer": -1, "max_layer": 99}
+    return {
+        "downstream": {"id": src, "k": 8, "sign": 0.0, **window},
+        "upstream": {"id": tgt, "k": 8, "sign": -1.0, **window},
+        "motor_paths": {"id": src, "k": 20},
+        "motor_features": {"dictionary": g.dictionary, "word": ""},
+        "features_by_unembed": {"dictionary": g.dictionary, "word": word, "k": 10},
+        "features_by_example_token": {"dictionary": g.dictionary, "word": fired, "k": 10},
+        "lookalikes": {"id": src, "window": 1, "k": 10},
+        "feature": {"id": src},
+        "dictionaries": {},
+        "model_tokens": {"model": "model"},
+    }
+
+
+def test_every_query_gives_the_same_rows_on_both_stores(stores) -> None:
+    files = {p.stem for p in CYPHER_DIR.glob("*.cypher")} - WRITE_QUERIES
+    g = FeatureGraph(stores["embedded"])
+    params = query_params(g)
+    assert files == set(params), "every read query in cypher/ is exercised here"
+    for name, p in params.items():
+        text = (CYPHER_DIR / f"{name}.cypher").read_text()
+        ordered = "ORDER BY" in text
+        a = stores["embedded"].read(text, p)
+        b = stores["neo4j"].read(text, p)
+        if name == "dictionaries":
+            for r in a + b:
+                r.pop("run")  # absolute path of the run: the same run, spelled the same
+        assert canonical(a, ordered) == canonical(b, ordered), name
+        if name not in ("motor_paths",):
+            assert a, f"{name} returned nothing: the test graph should exercise it"
+
+
+def test_motor_feature_is_marked_and_reached(stores) -> None:
+    for store in stores.values():
+        g = FeatureGraph(store)
+        motors = g.motor_features()
+        assert [m["word"] for m in motors] == ["green"]
+        assert (motors[0]["layer"], motors[0]["idx"]) == (2, 3)
+        upstream = g.upstream(2, 3, k=3)
+        assert upstream, "the planted motor feature has upstream edges"
+        paths = g.motor_paths(upstream[0].layer, upstream[0].index, k=5)
+        assert any(p.id == motors[0]["id"] and p.hops == 1 for p in paths)
+        for p in paths:
+            assert p.via[0] == g.id(upstream[0].layer, upstream[0].index) and p.via[-1] == p.id
+
+
+def test_cli_downstream_json_equals_connections_parquet(stores, tiny_run: Path) -> None:
+    conn = pq.read_table(tiny_run / "connections.parquet").to_pydict()
+    src = (0, int(conn["source_index"][0])) if conn["source_layer"][0] == 0 else (0, 0)
+    expected = [
+        {
+            "layer": conn["target_layer"][i],
+            "index": conn["target_index"][i],
+            "twera": conn["twera"][i],
+            "era": conn["era"][i],
+            "virtual_weight": conn["virtual_weight"][i],
+        }
+        for i in range(len(conn["twera"]))
+        if (conn["source_layer"][i], conn["source_index"][i]) == src
+    ][:5]
+    assert expected
+    for store in stores.values():
+        out = CliRunner().invoke(
+            main,
+            [
+                "downstream",
+                f"{src[0]}/{src[1]}",
+                "--store",
+                store.spec,
+                "--k",
+                "5",
+                "--json",
+            ],
+            env=_env(store),
+        )
+        assert out.exit_code == 0, out.output
+        got = [
+            {k: r[k] for k in ("layer", "index", "twera", "era", "virtual_weight")}
+            for r in json.loads(out.output)
+        ]
+        assert got == expected
+        twera = [abs(r["twera"]) for r in got]
+        assert twera == sorted(twera, reverse=True)
+
+
+def _env(store) -> dict[str, str]:
+    from tests.conftest import NEO4J_PASSWORD
+
+    return {"NEO4J_USER": "neo4j", "NEO4J_PASSWORD": NEO4J_PASSWORD}
+
+
+@pytest.mark.parametrize(
+    "evil",
+    [
+        "x'}) DETACH DELETE f //",
+        '"}) MATCH (n) DETACH DELETE n //',
+        "0/0' OR 1=1 --",
+        "}]->(x) CREATE (y:Feature {id: 'pwned'}) //",
+    ],
+)
+def test_injection_through_parameters_changes_nothing(stores, evil: str) -> None:
+    for store in stores.values():
+        before = store.read("MATCH (n) RETURN count(n) AS n")[0]["n"]
+        g = FeatureGraph(store)
+        assert g.run("downstream", id=evil, k=5, sign=0.0, min_layer=-1, max_layer=99) == []
+        assert g.run("features_by_unembed", dictionary=evil, word=evil, k=5) == []
+        assert g.run("lookalikes", id=evil, window=1, k=5) == []
+        res = CliRunner().invoke(
+            main,
+            [
+                "query",
+                "motor_features",
+                "--store",
+                store.spec,
+                "--param",
+                f"dictionary={evil}",
+                "--param",
+                f"word={evil}",
+            ],
+            env=_env(store),
+        )
+        assert res.exit_code == 0, res.output
+        assert store.read("MATCH (n) RETURN count(n) AS n")[0]["n"] == before
+        assert store.read("MATCH (f:Feature {id: 'pwned'}) RETURN count(f) AS n")[0]["n"] == 0
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE (:Token {id: 'w', model: 'm', text: 'w'})",
+        "MATCH (f:Feature) DETACH DELETE f",
+        "match (f:Feature) set f.density = 0 return f.id",
+        "MATCH (f:Feature) WITH f MERGE (t:Token {id: 'x'}) RETURN count(*)",
+    ],
+)
+def test_cypher_command_refuses_writes(stores, statement: str) -> None:
+    for store in stores.values():
+        before = store.read("MATCH (n) RETURN count(n) AS n")[0]["n"]
+        res = CliRunner().invoke(main, ["cypher", statement, "--store", store.spec], env=_env(store))
+        assert res.exit_code != 0 and "read-only" in res.output
+        assert store.read("MATCH (n) RETURN count(n) AS n")[0]["n"] == before
+    # reads pass
+    res = CliRunner().invoke(
+        main,
+        ["cypher", "MATCH (f:Feature) RETURN count(f) AS n", "--store", stores["embedded"].spec, "--json"],
+    )
+    assert res.exit_code == 0 and json.loads(res.output)[0]["n"] == 72
+
+
+def test_neo4j_read_only_session_refuses_writes_the_guard_misses(stores) -> None:
+    neo = open_store(
+        stores["neo4j"].spec.replace("bolt://", "bolt://neo4j:graphkit-test-pw@"), read_only=True
+    )
+    with pytest.raises(StoreError):
+        # a write the keyword guard cannot see: a procedure call that writes is refused by the server
+        neo._run("CREATE (:Token {id: 'sneaky', model: 'm', text: 's'})", None, write=False)
+    assert stores["neo4j"].read("MATCH (t:Token {id: 'sneaky'}) RETURN count(t) AS n")[0]["n"] == 0
+
+
+def test_unreachable_store_wrong_password_and_missing_dictionary(
+    stores, neo4j_uri: str, tmp_path: Path
+) -> None:
+    from tests.conftest import _free_port
+
+    with pytest.raises(StoreError, match="cannot reach Neo4j"):
+        open_store(f"bolt://neo4j:whatever1@127.0.0.1:{_free_port()}")
+    with pytest.raises(StoreError, match="refused the credentials"):
+        open_store(neo4j_uri.replace("graphkit-test-pw", "wrong-password"))
+    for store in stores.values():
+        with pytest.raises(StoreError, match="no dictionary 'other-clt'"):
+            FeatureGraph(store, "other-clt")
+    with pytest.raises(StoreError, match="no graph store"):
+        open_store(tmp_path / "nothing", read_only=True)
+    res = CliRunner().invoke(main, ["downstream", "0/0", "--store", str(tmp_path / "nothing")])
+    assert res.exit_code != 0 and "no graph store" in res.output
+    res = CliRunner().invoke(main, ["downstream", "9/0", "--store", stores["embedded"].spec])
+    assert res.exit_code != 0 and "no feature 9/0" in res.output
+
+
+def dump(store) -> list[Any]:
+    nodes = store.read("MATCH (n) RETURN labels(n) AS l, n.id AS id")
+    feats = store.read(
+        "MATCH (f:Feature) RETURN f.id AS id, f.density AS d, f.motor_word AS m, "
+        "f.example_summary AS s ORDER BY id"
+    )
+    edges = store.read(
+        "MATCH (a)-[e:FEEDS]->(b) RETURN a.id AS src, b.id AS tgt, e.twera AS w, e.twera_norm AS n "
+        "ORDER BY src, tgt"
+    )
+    links = store.read(
+        "MATCH (a:Feature)-[e]->(t:Token) RETURN a.id AS src, t.id AS tok, e.rank AS r ORDER BY src, tok, r"
+    )
+    labels = sorted((str(r["l"]).strip("[]'"), r["id"]) for r in nodes)
+    return [labels, feats, edges, links]
+
+
+@pytest.mark.parametrize("kind", ["embedded", "neo4j"])
+def test_killed_load_then_rerun_gives_the_same_graph(
+    tiny_run: Path, neo4j_uri: str, tmp_path: Path, kind: str, stores
+) -> None:
+    reference = dump(stores[kind])
+    if kind == "embedded":
+        store = open_store(tmp_path / "g")
+    else:
+        clear_neo4j(neo4j_uri)
+        store = open_store(neo4j_uri)
+    original = store.bulk
+    calls = {"n": 0}
+
+    def dying_bulk(name, table, batch_size, progress=False):
+        calls["n"] += 1
+        if name == "PROMOTES":
+            original(name, table.slice(0, table.num_rows // 2), batch_size, progress)
+            raise KeyboardInterrupt
+        return original(name, table, batch_size, progress)
+
+    store.bulk = dying_bulk  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        load_run(tiny_run, store, batch_size=100, progress=False)
+    store.bulk = original  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match="holds no dictionary"):
+        FeatureGraph(store)
+    result = load_run(tiny_run, store, batch_size=100, progress=False)
+    assert not result.skipped
+    assert dump(store) == reference
+    again = load_run(tiny_run, store, batch_size=100, progress=False)
+    assert again.skipped and dump(store) == reference
+    if kind == "neo4j":  # leave the shared server as the module fixture expects
+        clear_neo4j(neo4j_uri)
+        load_run(tiny_run, stores["neo4j"], batch_size=500, progress=False)
