@@ -3,6 +3,6 @@
 MATCH (f:Feature {id: $id})
 RETURN f.id AS id, f.dictionary AS dictionary, f.layer AS layer, f.idx AS idx, f.count AS count,
        f.density AS density, f.mean AS mean, f.max AS max, f.top_tokens AS top_tokens,
-       f.top_values AS top_values, f.bottom_tokens AS bottom_tokens, f.bottom_values AS bottom_values,
+       f.bottom_tokens AS bottom_tokens,
        f.example_tokens AS example_tokens, f.example_summary AS example_summary,
        f.motor_word AS motor_word, f.motor_score AS motor_score

@@ -45,66 +45,99 @@ def short_name(name: str) -> str:
     return p.name if (p.is_absolute() or name.startswith(".") or p.exists()) else name
 
 
+def _ids(dictionary: str, layer: pa.Array, index: pa.Array) -> pa.Array:
+    """Feature ids "dictionary/layer/index", built column-wise."""
+    parts = [pa.scalar(dictionary), pc.cast(layer, pa.string()), pc.cast(index, pa.string())]
+    return pc.binary_join_element_wise(*parts, "/")
+
+
+def _normalize(tokens: pa.Array) -> pa.Array:
+    """`schema.normalize_token` column-wise."""
+    text = pc.replace_substring(pc.replace_substring(tokens, "Ġ", " "), "▁", " ")
+    return pc.utf8_lower(pc.utf8_trim_whitespace(text))
+
+
+def _flatten(lists: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """(row of each element, its position in the row, the elements) of a list column."""
+    arr = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
+    rows = pc.list_parent_indices(arr).to_numpy()
+    offsets = arr.offsets.to_numpy()
+    pos = np.arange(len(rows)) - (offsets[rows] - offsets[0])
+    return rows, pos, pc.list_flatten(arr)
+
+
 def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Table, pa.Table]:
-    """(Feature rows in schema column order, FIRES_ON rows)."""
+    """(Feature rows in schema column order, FIRES_ON rows: source, word, rank)."""
     f = pq.read_table(run / "features.parquet")
-    ex = pq.read_table(run / "examples.parquet").to_pydict()
-    layer, idx = f.column("layer").to_numpy(), f.column("index").to_numpy()
-    ids = [schema.feature_id(dictionary, int(a), int(b)) for a, b in zip(layer, idx, strict=True)]
-    examples: dict[tuple[int, int], list[tuple[int, str, str]]] = {}
-    for n in range(len(ex["layer"])):
-        toks, c = ex["tokens"][n], ex["center"][n]
-        marked = "".join(f"«{t}»" if i == c else t for i, t in enumerate(toks))
-        examples.setdefault((ex["layer"][n], ex["index"][n]), []).append((ex["rank"][n], toks[c], marked))
-    ex_tokens, ex_summary, fires_on = [], [], []
-    for fid, a, b in zip(ids, layer, idx, strict=True):
-        rows = sorted(examples.get((int(a), int(b)), []))
-        words = [schema.normalize_token(t) for _, t, _ in rows]
-        ex_tokens.append([w for w in words if w])
-        ex_summary.append(" | ".join(m.replace("\n", "⏎") for _, _, m in rows[:3]))
-        fires_on += [(fid, w, r) for (r, _, _), w in zip(rows, words, strict=True) if w]
+    ids = _ids(dictionary, f.column("layer"), f.column("index"))
+    position = {
+        (a, b): n
+        for n, (a, b) in enumerate(
+            zip(f.column("layer").to_pylist(), f.column("index").to_pylist(), strict=True)
+        )
+    }
+    ex = pq.read_table(run / "examples.parquet", columns=["layer", "index", "rank", "center", "tokens"])
+    row_of = np.array(
+        [
+            position[k]
+            for k in zip(ex.column("layer").to_pylist(), ex.column("index").to_pylist(), strict=True)
+        ],
+        dtype=np.int64,
+    )
+    tok_rows, tok_pos, flat = _flatten(ex.column("tokens"))
+    center = ex.column("center").to_numpy()
+    is_peak = tok_pos == center[tok_rows]
+    peak = np.empty(ex.num_rows, dtype=object)
+    peak[tok_rows[is_peak]] = flat.filter(pa.array(is_peak)).to_numpy(zero_copy_only=False)
+    words = _normalize(pa.array(peak, type=pa.string())).to_numpy(zero_copy_only=False)
+    ranks = ex.column("rank").to_numpy()
+    order = np.lexsort((ranks, row_of))
+    ex_tokens: list[list[str]] = [[] for _ in range(f.num_rows)]
+    fires = {"source": [], "word": [], "rank": []}
+    id_list = ids.to_pylist()
+    for n in order:
+        w = words[n]
+        if w:
+            ex_tokens[row_of[n]].append(w)
+            fires["source"].append(id_list[row_of[n]])
+            fires["word"].append(w)
+            fires["rank"].append(int(ranks[n]))
+    summary = [""] * f.num_rows
+    tokens = ex.column("tokens").to_pylist() if ex.num_rows else []
+    for n in order:
+        if ranks[n] < 3:
+            toks, c = tokens[n], center[n]
+            marked = "".join(f"«{t}»" if i == c else t for i, t in enumerate(toks)).replace("\n", "⏎")
+            r = row_of[n]
+            summary[r] = f"{summary[r]} | {marked}" if summary[r] else marked
     top_z, gap = f.column("top_word_z").to_numpy(), f.column("word_gap").to_numpy()
-    motor = [
-        w if rule(z, g) else None
-        for w, z, g in zip(f.column("top_word").to_pylist(), top_z, gap, strict=True)
-    ]
+    is_motor = np.array([rule(z, g) for z, g in zip(top_z, gap, strict=True)], dtype=bool)
     table = pa.table(
         {
             "id": ids,
-            "dictionary": [dictionary] * len(ids),
-            "layer": layer,
-            "idx": idx,
+            "dictionary": pa.array([dictionary] * f.num_rows),
+            "layer": f.column("layer"),
+            "idx": f.column("index"),
             "count": f.column("count"),
             "density": f.column("density"),
             "mean": f.column("mean"),
             "max": f.column("max"),
             "top_tokens": f.column("top_tokens"),
-            "top_values": f.column("top_values"),
             "bottom_tokens": f.column("bottom_tokens"),
-            "bottom_values": f.column("bottom_values"),
             "example_tokens": pa.array(ex_tokens, type=pa.list_(pa.string())),
-            "example_summary": ex_summary,
-            "motor_word": pa.array(motor, type=pa.string()),
-            "motor_score": pa.array(
-                [float(g) if m is not None else None for m, g in zip(motor, gap, strict=True)],
-                type=pa.float64(),
+            "example_summary": summary,
+            "motor_word": pc.if_else(pa.array(is_motor), f.column("top_word"), pa.scalar(None, pa.string())),
+            "motor_score": pc.if_else(
+                pa.array(is_motor), f.column("word_gap"), pa.scalar(None, pa.float64())
             ),
         }
     )
-    fires = pa.table(
-        {
-            "source": [r[0] for r in fires_on],
-            "word": [r[1] for r in fires_on],
-            "rank": pa.array([r[2] for r in fires_on], type=pa.int64()),
-        }
-    )
-    return table, fires
+    return table, pa.table({**fires, "rank": pa.array(fires["rank"], type=pa.int64())})
 
 
 def _edge_table(run: Path, dictionary: str) -> pa.Table:
     c = pq.read_table(run / "connections.parquet")
     sl, si = c.column("source_layer").to_numpy(), c.column("source_index").to_numpy()
-    tl, ti = c.column("target_layer").to_numpy(), c.column("target_index").to_numpy()
     twera = c.column("twera").to_numpy()
     src_key = sl.astype(np.int64) * (int(si.max(initial=0)) + 1) + si
     _, inverse = np.unique(src_key, return_inverse=True)
@@ -112,14 +145,39 @@ def _edge_table(run: Path, dictionary: str) -> pa.Table:
     np.maximum.at(scale, inverse, np.abs(twera))
     return pa.table(
         {
-            "source": [schema.feature_id(dictionary, int(a), int(b)) for a, b in zip(sl, si, strict=True)],
-            "target": [schema.feature_id(dictionary, int(a), int(b)) for a, b in zip(tl, ti, strict=True)],
+            "source": _ids(dictionary, c.column("source_layer"), c.column("source_index")),
+            "target": _ids(dictionary, c.column("target_layer"), c.column("target_index")),
             "twera": c.column("twera"),
             "era": c.column("era"),
             "virtual_weight": c.column("virtual_weight"),
             "twera_norm": twera / np.where(scale[inverse] > 0, scale[inverse], 1.0),
         }
     )
+
+
+def _unembed_links(run: Path, ids: pa.Array) -> tuple[pa.Table, pa.Table]:
+    """PROMOTES / SUPPRESSES rows (source, word, rank, value, token): one per unembed rank."""
+    f = pq.read_table(
+        run / "features.parquet", columns=["top_tokens", "top_values", "bottom_tokens", "bottom_values"]
+    )
+    out = []
+    for side in ("top", "bottom"):
+        rows, rank, tokens = _flatten(f.column(f"{side}_tokens"))
+        _, _, values = _flatten(f.column(f"{side}_values"))
+        words = _normalize(tokens)
+        keep = pc.not_equal(words, "")
+        out.append(
+            pa.table(
+                {
+                    "source": pc.take(ids, pa.array(rows)).filter(keep),
+                    "word": words.filter(keep),
+                    "rank": pa.array(rank, type=pa.int64()).filter(keep),
+                    "value": values.filter(keep),
+                    "token": tokens.filter(keep),
+                }
+            )
+        )
+    return out[0], out[1]
 
 
 def load_run(
@@ -166,9 +224,18 @@ def load_run(
 
     features, fires = _feature_table(run, dictionary, rule or MotorRule())
     edges = _edge_table(run, dictionary)
-    promotes, suppresses = _unembed_links(features)
-    words = set(pc.unique(fires.column("word")).to_pylist())
-    words |= set(promotes.column("word").to_pylist()) | set(suppresses.column("word").to_pylist())
+    promotes, suppresses = _unembed_links(run, features.column("id").combine_chunks())
+    words = set(
+        pc.unique(
+            pa.concat_arrays(
+                [
+                    fires.column("word").combine_chunks().cast(pa.string()),
+                    promotes.column("word").combine_chunks(),
+                    suppresses.column("word").combine_chunks(),
+                ]
+            )
+        ).to_pylist()
+    )
     present = {r["id"] for r in store.read(cypher("model_tokens"), {"model": model})}
     new = sorted(w for w in words if schema.token_id(model, w) not in present)
     tokens = pa.table(
@@ -176,7 +243,7 @@ def load_run(
     )
 
     def link(table: pa.Table, cols: list[str]) -> pa.Table:
-        target = [schema.token_id(model, w) for w in table.column("word").to_pylist()]
+        target = pc.binary_join_element_wise(pa.scalar(model), table.column("word").cast(pa.string()), "/")
         return pa.table(
             {"source": table.column("source"), "target": target, **{c: table.column(c) for c in cols}}
         )
@@ -203,25 +270,3 @@ def load_run(
         },
     )
     return LoadResult(dictionary, features.num_rows, edges.num_rows, skipped=False)
-
-
-def _unembed_links(features: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """PROMOTES / SUPPRESSES rows: one per (feature, word), at the word's best rank."""
-    out = []
-    for side in ("top", "bottom"):
-        seen: set[tuple[str, str]] = set()
-        rows: dict[str, list] = {"source": [], "word": [], "rank": [], "value": [], "token": []}
-        for fid, toks, vals in zip(
-            features.column("id").to_pylist(),
-            features.column(f"{side}_tokens").to_pylist(),
-            features.column(f"{side}_values").to_pylist(),
-            strict=True,
-        ):
-            for rank, (tok, val) in enumerate(zip(toks, vals, strict=True)):
-                w = schema.normalize_token(tok)
-                if w and (fid, w) not in seen:
-                    seen.add((fid, w))
-                    for k, v in zip(rows, (fid, w, rank, val, tok), strict=True):
-                        rows[k].append(v)
-        out.append(pa.table({**rows, "rank": pa.array(rows["rank"], type=pa.int64())}))
-    return out[0], out[1]

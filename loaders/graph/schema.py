@@ -5,8 +5,9 @@ Nodes (key property ``id`` on every label, unique):
 - ``Dictionary`` {id: name, kind, model, n_layers, n_features, read_site, write_site, run,
   inputs_key}: one per loaded dictionary; written last, so it marks a complete load.
 - ``Feature`` {id: "dictionary/layer/index", dictionary, layer, idx, count, density, mean,
-  max, top_tokens, top_values, bottom_tokens, bottom_values, example_tokens,
-  example_summary, motor_word, motor_score}. (``index`` is reserved in LadybugDB: ``idx``.)
+  max, top_tokens, bottom_tokens, example_tokens, example_summary, motor_word, motor_score}.
+  (``index`` is reserved in LadybugDB: ``idx``. The unembed values live on the PROMOTES /
+  SUPPRESSES edges: LadybugDB bulk-loads lists of doubles ~10× slower than strings.)
 - ``Token`` {id: "model/text", model, text}: a token string normalized (casing and leading
   space folded), so " green", "green" and "Green" are one Token.
 - ``Prompt`` {id, model, text, tokens}, ``Steering`` {id, mode, value, positions, ...}.
@@ -15,7 +16,8 @@ Relationships:
 
 - ``(Feature)-[:FEEDS {twera, era, virtual_weight, twera_norm}]->(Feature)``: kept edges;
   twera_norm = twera / max |twera| over the source's kept downstream edges, in [−1, 1].
-- ``(Feature)-[:PROMOTES {rank, value, token}]->(Token)``: top unembeds (logit lens);
+- ``(Feature)-[:PROMOTES {rank, value, token}]->(Token)``: top unembeds (logit lens), one
+  edge per rank (two ranks may reach one Token: " green" and "Green");
   ``SUPPRESSES`` likewise for the bottom ones; ``FIRES_ON {rank}`` for the tokens where the
   top activating examples peak.
 - ``(Feature)-[:ACTIVE_ON {position, token, activation}]->(Prompt)``,
@@ -48,9 +50,7 @@ NODES: dict[str, dict[str, str]] = {
         "mean": "DOUBLE",
         "max": "DOUBLE",
         "top_tokens": "STRING[]",
-        "top_values": "DOUBLE[]",
         "bottom_tokens": "STRING[]",
-        "bottom_values": "DOUBLE[]",
         "example_tokens": "STRING[]",
         "example_summary": "STRING",
         "motor_word": "STRING",
