@@ -93,7 +93,7 @@ def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Tabl
     ranks = ex.column("rank").to_numpy()
     order = np.lexsort((ranks, row_of))
     ex_tokens: list[list[str]] = [[] for _ in range(f.num_rows)]
-    fires = {"source": [], "word": [], "rank": []}
+    fires: dict[str, list] = {"source": [], "word": [], "rank": []}
     id_list = ids.to_pylist()
     for n in order:
         w = words[n]
