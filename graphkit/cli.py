@@ -381,6 +381,125 @@ def neo4j_status(directory: str | None) -> None:
 
 
 @main.command()
+@click.argument("prompt")
+@STORE
+@DICTIONARY
+@click.option("--k", default=5, show_default=True, help="Features shown per token.")
+@click.option("--json", "as_json", is_flag=True)
+def analyze(prompt: str, store: str, dictionary: str | None, k: int, as_json: bool) -> None:
+    """List the features active at each token of PROMPT and write them into the graph."""
+    import dataclasses
+    import json
+
+    from graphkit.checks import Workspace
+    from loaders.graph.store import StoreError
+
+    try:
+        ws = Workspace.open(store, dictionary)
+        result = ws.analyze(prompt, k=k)
+    except (StoreError, ValueError) as e:
+        raise _fail(e) from e
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    ids = [ws.id(f.layer, f.index) for t in result.positions for f in t.features]
+    unembeds = ws.top_tokens(ids)
+    for t in result.positions:
+        click.echo(f"{t.position:3d} {t.token!r}")
+        for f in t.features:
+            top = " ".join(repr(x) for x in unembeds.get(ws.id(f.layer, f.index), [])[:5])
+            click.echo(f"      {f.layer}/{f.index:<6d} {f.activation:7.3f}  {top}")
+    click.echo(f"wrote prompt {result.prompt_id} with {result.n_active} active (feature, position) pairs")
+
+
+@main.command()
+@click.argument("features", nargs=-1)
+@STORE
+@DICTIONARY
+@click.option(
+    "--select", "select", default=None, help="A query of cypher/ whose rows (column id) are steered."
+)
+@click.option("--param", "params", multiple=True, help="key=value for --select.")
+@click.option("--prompt", required=True)
+@click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True)
+@click.option("--value", type=float, default=-1.0, show_default=True, help="c (mul), α (add) or v (clamp).")
+@click.option("--positions", default="all", show_default=True, help="all | last | match:WORD | 3,5")
+@click.option("--together", is_flag=True, help="One check steering all features at once.")
+@click.option("--on-generated", is_flag=True, help="Also steer generated tokens.")
+@click.option("--max-new-tokens", default=12, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def steer(
+    features: tuple[str, ...],
+    store: str,
+    dictionary: str | None,
+    select: str | None,
+    params: tuple[str, ...],
+    prompt: str,
+    mode: str,
+    value: float,
+    positions: str,
+    together: bool,
+    on_generated: bool,
+    max_new_tokens: int,
+    as_json: bool,
+) -> None:
+    """Steer FEATURES (LAYER/INDEX …) or what --select returns; print and record the outcomes."""
+    import dataclasses
+    import json
+    from typing import cast
+
+    from graphkit.checks import Workspace
+    from graphkit.graph import parse_feature
+    from graphkit.steering import Mode, Positions
+    from loaders.graph.store import StoreError
+
+    if bool(features) == bool(select):
+        raise click.UsageError("give FEATURES or --select QUERY (one of them)")
+    try:
+        ws = Workspace.open(store, dictionary)
+        steer_mode = cast(Mode, mode)
+        where = Positions.parse(positions)
+        if select:
+            params_map = dict(_parse_param(p) for p in params)
+            results = ws.steer_selection(
+                select,
+                params_map,
+                prompt,
+                steer_mode,
+                value,
+                positions=where,
+                together=together,
+                on_generated=on_generated,
+                max_new_tokens=max_new_tokens,
+            )
+        else:
+            results = ws.steer_features(
+                [parse_feature(f) for f in features],
+                prompt,
+                steer_mode,
+                value,
+                positions=where,
+                together=together,
+                on_generated=on_generated,
+                max_new_tokens=max_new_tokens,
+            )
+    except (StoreError, ValueError) as e:
+        raise _fail(e) from e
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) | {"changed": r.changed} for r in results], indent=2))
+        return
+    click.echo(f"prompt: {prompt}\nbaseline: {results[0].baseline!r} → answer {results[0].baseline_answer!r}")
+    for r in results:
+        names = "+".join(f"{i.layer}/{i.index}" for i in r.interventions)
+        flag = "CHANGED" if r.changed else "same"
+        click.echo(
+            f"  {names:14s} {mode} {value:+g}: {flag:7s} answer {r.steered_answer!r:14s} "
+            f"p({r.answer_token!r}) {r.prob_before:.3f} → {r.prob_after:.3f}"
+        )
+    click.echo(f"recorded {len(results)} steering result(s) in {ws.store.spec}")
+
+
+@main.command()
 def demo() -> None:
     """Run the demo on the bundled model and dictionary."""
     from graphkit.demo import run_demo

@@ -268,6 +268,11 @@ class HookedModel:
         return logits, {k: v[0] for k, v in store.items()}
 
 
+def decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    """Token ids to text (one string; transformers types `decode` as str | list[str])."""
+    return str(tokenizer.decode(ids))
+
+
 def resolve_model(name: str) -> str:
     """A zoo name's directory, else the argument unchanged (a directory or a Hub id)."""
     from loaders.zoo import NAMES, zoo_path

@@ -127,7 +127,7 @@ def train_dictionary(model: HookedModel, x: Tensor, y: Tensor, cfg: DictConfig) 
         if step % 200 == 0:
             l0 = (acts > 0).float().sum(-1).mean().item()
             print(
-                f"[{cfg.kind}] step {step}/{steps} mse {mse.item():.3f} L0/layer {l0 / n_layers:.1f} "
+                f"[{cfg.kind}] step {step}/{steps} mse {mse.item():.3f} L0/layer {l0:.1f} "
                 f"{time.time() - t0:.0f}s",
                 flush=True,
             )

@@ -35,12 +35,12 @@ class LMConfig:
     n_heads: int = 4
     d_mlp: int = 512
     context: int = 128
-    steps: int = 2500
+    steps: int = 3500
     batch_rows: int = 48
     lr: float = 2e-3
     warmup: int = 100
     weight_decay: float = 0.1
-    fact_fraction: float = 0.5
+    fact_fraction: float = 0.6
     """Fraction of each batch's rows drawn from fact documents."""
     eval_every: int = 500
     seed: int = 0
