@@ -500,6 +500,28 @@ def steer(
 
 
 @main.command()
+@click.argument("feature")
+@STORE
+@DICTIONARY
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--hops", default=2, show_default=True)
+@click.option("--k", default=5, show_default=True, help="Edges per feature per hop.")
+def view(feature: str, store: str, dictionary: str | None, out: str, hops: int, k: int) -> None:
+    """Write FEATURE's neighbourhood and feature card as a standalone HTML page."""
+    from pathlib import Path
+
+    from graphkit.graph import parse_feature
+    from graphkit.report import view_feature
+    from loaders.graph.store import StoreError
+
+    try:
+        path = view_feature(_graph(store, dictionary), *parse_feature(feature), Path(out), hops=hops, k=k)
+    except (StoreError, ValueError) as e:
+        raise _fail(e) from e
+    click.echo(path)
+
+
+@main.command()
 def demo() -> None:
     """Run the demo on the bundled model and dictionary."""
     from graphkit.demo import run_demo
