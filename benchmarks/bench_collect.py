@@ -76,11 +76,7 @@ def main() -> None:
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
-        print(
-            json.dumps(
-                measure(args.mode, args.model, args.dictionary, args.corpus, args.docs, args.batch_size)
-            )
-        )
+        print(json.dumps(measure(args.mode, args.model, args.dictionary, args.corpus, args.docs, args.batch_size)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         corpus = args.corpus

@@ -30,9 +30,7 @@ def synthetic_run(root: Path, n_layers: int, per_layer: int, n_edges: int, seed:
     run.mkdir(parents=True)
     n = n_layers * per_layer
     words = [f"w{i}" for i in range(2000)]
-    toks = pa.array(
-        [[words[j] for j in rng.integers(0, 2000, 10)] for _ in range(n)], type=pa.list_(pa.string())
-    )
+    toks = pa.array([[words[j] for j in rng.integers(0, 2000, 10)] for _ in range(n)], type=pa.list_(pa.string()))
     vals = pa.array(list(rng.normal(size=(n, 10))), type=pa.list_(pa.float64()))
     pq.write_table(
         pa.table(

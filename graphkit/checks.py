@@ -78,8 +78,7 @@ class Workspace:
         manifest_path = Path(graph.info["run"]) / "manifest.json"
         if not manifest_path.exists():
             raise StoreError(
-                f"the run this store was loaded from is gone ({manifest_path}); "
-                "steering needs its model and dictionary"
+                f"the run this store was loaded from is gone ({manifest_path}); steering needs its model and dictionary"
             )
         manifest = json.loads(manifest_path.read_text())
         model = HookedModel.load(manifest["model"], device=device)
@@ -95,9 +94,7 @@ class Workspace:
         tok, d = self.model.tokenizer, self.dictionary
         ids = tok(prompt, return_tensors="pt").input_ids.to(self.model.device)
         _, sites = self.model.run(ids, [(l, d.read_site) for l in d.layers])
-        acts = torch.stack(
-            [d.encode(l, sites[(l, d.read_site)][0]) for l in d.layers], 1
-        )  # (pos, layer, feature)
+        acts = torch.stack([d.encode(l, sites[(l, d.read_site)][0]) for l in d.layers], 1)  # (pos, layer, feature)
         acts[0] = 0  # BOS
         tokens = tuple(decode(tok, [t]) for t in ids[0].tolist())
         pid = prompt_id(self.model_name, prompt)
@@ -128,9 +125,7 @@ class Workspace:
         ]
         if write:
             self._write_prompt(prompt)
-            self.store.write(
-                cypher("delete_prompt_activations"), {"prompt": pid, "dictionary": self.graph.dictionary}
-            )
+            self.store.write(cypher("delete_prompt_activations"), {"prompt": pid, "dictionary": self.graph.dictionary})
             self.store.write_rows(cypher("write_activations"), rows, batch_size=5000)
         return PromptAnalysis(prompt, pid, tokens, tuple(per_position), len(rows))
 
@@ -178,9 +173,7 @@ class Workspace:
         rows = self.graph.run(query, **params)
         ids = [r["id"] for r in rows if isinstance(r.get("id"), str)]
         if not ids:
-            raise ValueError(
-                f"the selection {query!r} with {params} returned no features; nothing was steered"
-            )
+            raise ValueError(f"the selection {query!r} with {params} returned no features; nothing was steered")
         features = []
         for fid in ids:
             dictionary, layer, index = fid.rsplit("/", 2)

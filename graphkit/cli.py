@@ -11,6 +11,10 @@ from loaders.zoo import zoo_list, zoo_path
 @click.version_option(package_name="graphkit")
 def main() -> None:
     """graphkit: dictionary features as a graph, ranked by TWERA."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 @main.group()
@@ -110,9 +114,7 @@ STORE = click.option(
     required=True,
     help="Embedded store directory or bolt:// / neo4j:// URI (env GRAPHKIT_STORE).",
 )
-DICTIONARY = click.option(
-    "--dictionary", default=None, help="Dictionary in the store (needed when it holds several)."
-)
+DICTIONARY = click.option("--dictionary", default=None, help="Dictionary in the store (needed when it holds several).")
 
 
 def _graph(store: str, dictionary: str | None):
@@ -145,9 +147,7 @@ def load(run: str, store: str | None, name: str | None, replace: bool, batch_siz
     except (StoreError, ValueError) as e:
         raise _fail(e) from e
     verb = "already held" if result.skipped else "loaded"
-    click.echo(
-        f"{verb} {result.dictionary}: {result.features} features, {result.edges} edges → {target.spec}"
-    )
+    click.echo(f"{verb} {result.dictionary}: {result.features} features, {result.edges} edges → {target.spec}")
 
 
 def _neighbours(
@@ -197,9 +197,7 @@ def _neighbours(
         return
     for u, v, a in sorted(nb.edges(data=True), key=lambda t: (t[2]["hop"], -abs(t[2]["twera"]))):
         motor = nb.nodes[v].get("motor_word")
-        click.echo(
-            f"  hop {a['hop']}  {u} → {v}  twera {a['twera']:+.4g}" + (f"  [says {motor!r}]" if motor else "")
-        )
+        click.echo(f"  hop {a['hop']}  {u} → {v}  twera {a['twera']:+.4g}" + (f"  [says {motor!r}]" if motor else ""))
 
 
 def _neighbour_command(direction: str):
@@ -208,24 +206,16 @@ def _neighbour_command(direction: str):
     @DICTIONARY
     @click.option("--k", default=10, show_default=True, help="Edges per feature per hop.")
     @click.option("--hops", default=1, show_default=True, help="Hops to walk.")
-    @click.option(
-        "--sign", type=click.Choice(["any", "positive", "negative"]), default="any", show_default=True
-    )
+    @click.option("--sign", type=click.Choice(["any", "positive", "negative"]), default="any", show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def command(
-        feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, as_json: bool
-    ) -> None:
+    def command(feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, as_json: bool) -> None:
         _neighbours(direction, feature, store, dictionary, k, hops, sign, as_json)
 
     return command
 
 
-main.command("downstream", help="Features that FEATURE (LAYER/INDEX) feeds, by |TWERA|.")(
-    _neighbour_command("down")
-)
-main.command("upstream", help="Features that feed FEATURE (LAYER/INDEX), by |TWERA|.")(
-    _neighbour_command("up")
-)
+main.command("downstream", help="Features that FEATURE (LAYER/INDEX) feeds, by |TWERA|.")(_neighbour_command("down"))
+main.command("upstream", help="Features that feed FEATURE (LAYER/INDEX), by |TWERA|.")(_neighbour_command("up"))
 
 
 @main.command()
@@ -258,10 +248,7 @@ def motor(feature: str | None, store: str, dictionary: str | None, word: str, k:
         click.echo("no motor features" + (" reachable" if feature else ""))
     for r in rows:
         via = " → ".join(r["via"]) if "via" in r else ""
-        click.echo(
-            f"  {r['layer']}/{r.get('index', r.get('idx'))}  says {r['word']!r}  "
-            f"score {r['score']:+.4g}  {via}"
-        )
+        click.echo(f"  {r['layer']}/{r.get('index', r.get('idx'))}  says {r['word']!r}  score {r['score']:+.4g}  {via}")
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -416,9 +403,7 @@ def analyze(prompt: str, store: str, dictionary: str | None, k: int, as_json: bo
 @click.argument("features", nargs=-1)
 @STORE
 @DICTIONARY
-@click.option(
-    "--select", "select", default=None, help="A query of cypher/ whose rows (column id) are steered."
-)
+@click.option("--select", "select", default=None, help="A query of cypher/ whose rows (column id) are steered.")
 @click.option("--param", "params", multiple=True, help="key=value for --select.")
 @click.option("--prompt", required=True)
 @click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True)
@@ -522,16 +507,38 @@ def view(feature: str, store: str, dictionary: str | None, out: str, hops: int, 
 
 
 @main.command()
-def demo() -> None:
-    """Run the demo on the bundled model and dictionary."""
+@click.option(
+    "--out",
+    default="graphkit-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Work directory: corpus, run, graph store and report.",
+)
+def demo(out: str) -> None:
+    """The research note's green example on the bundled model: collect → load → analyze → steer."""
+    from pathlib import Path
+
     from graphkit.demo import run_demo
 
-    for report in run_demo():
-        click.echo(f"\nprompt: {report.prompt}")
-        click.echo(f"model:  {report.continuation.strip()!r}  → answer {report.answer!r}")
-        click.echo("most active tiny-clt features at the last token:")
-        for f in report.top_features:
-            click.echo(f"  layer {f.layer} feature {f.index:4d}  activation {f.activation:.3f}")
+    result = run_demo(Path(out))
+    for f in result.findings:
+        click.echo(f"\n{f.prompt}\n  model answers {f.baseline_answer!r}  ({f.baseline.strip()!r})")
+        if not f.candidates:
+            click.echo("  no active feature has 'green' among its top unembeds on this prompt")
+        for c in f.candidates:
+            r = c.result
+            verdict = f"CHANGES the answer to {r.steered_answer!r}" if r.changed else "does not change the answer"
+            click.echo(
+                f"  feature {c.layer}/{c.index}  act {c.activation:.2f}  top unembeds "
+                f"{' '.join(repr(t) for t in c.top_tokens[:4])}"
+            )
+            click.echo(f"      downstream: {', '.join(c.downstream[:4]) or '—'}")
+            click.echo(f"      motor features reached: {'; '.join(c.motor) or 'none'}")
+            click.echo(
+                f"      steered (c = {r.interventions[0].value:g}): {verdict}; "
+                f"p({r.answer_token!r}) {r.prob_before:.3f} → {r.prob_after:.3f}"
+            )
+    click.echo(f"\nreport: {result.report.resolve()}\n(run {result.run}, {result.seconds:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -88,8 +88,7 @@ class FeatureGraph:
         if dictionary is None:
             if len(loaded) > 1:
                 raise StoreError(
-                    f"store {store.spec} holds several dictionaries ({', '.join(loaded)}); "
-                    "choose one with --dictionary"
+                    f"store {store.spec} holds several dictionaries ({', '.join(loaded)}); choose one with --dictionary"
                 )
             dictionary = next(iter(loaded))
         if dictionary not in loaded:
@@ -203,8 +202,7 @@ class FeatureGraph:
         self.feature(layer, index)
         rows = self.run("motor_paths", id=self.id(layer, index), k=k)
         return [
-            MotorPath(r["id"], r["layer"], r["idx"], r["word"], r["hops"], r["score"], tuple(r["via"]))
-            for r in rows
+            MotorPath(r["id"], r["layer"], r["idx"], r["word"], r["hops"], r["score"], tuple(r["via"])) for r in rows
         ]
 
     def motor_features(self, word: str = "") -> list[dict[str, Any]]:
@@ -214,9 +212,7 @@ class FeatureGraph:
         return self.run("features_by_unembed", dictionary=self.dictionary, word=normalize_token(word), k=k)
 
     def by_example_token(self, word: str, k: int = 20) -> list[dict[str, Any]]:
-        return self.run(
-            "features_by_example_token", dictionary=self.dictionary, word=normalize_token(word), k=k
-        )
+        return self.run("features_by_example_token", dictionary=self.dictionary, word=normalize_token(word), k=k)
 
     def lookalikes(self, layer: int, index: int, window: int = 1, k: int = 10) -> list[dict[str, Any]]:
         self.feature(layer, index)

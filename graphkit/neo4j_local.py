@@ -41,9 +41,7 @@ def build() -> Path:
         return PROJECT / "target"
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise Neo4jLocalError("the local Neo4j needs Java 17 and Maven (mvn) on PATH")
-    proc = subprocess.run(
-        ["mvn", "-q", "-B", "-DskipTests", "package"], cwd=PROJECT, capture_output=True, text=True
-    )
+    proc = subprocess.run(["mvn", "-q", "-B", "-DskipTests", "package"], cwd=PROJECT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise Neo4jLocalError(f"building {PROJECT} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return PROJECT / "target"
@@ -98,16 +96,12 @@ def start(
     while time.time() < deadline:
         if proc.poll() is not None:
             raise Neo4jLocalError(f"Neo4j exited with code {proc.returncode}; see {directory / 'neo4j.log'}")
-        if "ready bolt://" in (directory / "neo4j.log").read_text(errors="replace") and _answers(
-            uri, password
-        ):
+        if "ready bolt://" in (directory / "neo4j.log").read_text(errors="replace") and _answers(uri, password):
             (directory / "neo4j.pid").write_text(f"{proc.pid} {uri}\n")
             return ServerInfo(uri, proc.pid, directory)
         time.sleep(0.5)
     proc.terminate()
-    raise Neo4jLocalError(
-        f"Neo4j did not answer on {uri} within {timeout:.0f} s; see {directory / 'neo4j.log'}"
-    )
+    raise Neo4jLocalError(f"Neo4j did not answer on {uri} within {timeout:.0f} s; see {directory / 'neo4j.log'}")
 
 
 def _answers(uri: str, password: str) -> bool:

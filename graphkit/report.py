@@ -24,9 +24,7 @@ def _run(graph: FeatureGraph) -> Path:
 
 
 def examples(graph: FeatureGraph, layer: int, index: int, k: int = 5) -> list[dict[str, Any]]:
-    table = pq.read_table(
-        _run(graph) / "examples.parquet", filters=[("layer", "=", layer), ("index", "=", index)]
-    )
+    table = pq.read_table(_run(graph) / "examples.parquet", filters=[("layer", "=", layer), ("index", "=", index)])
     rows = table.sort_by("rank").to_pylist()[:k]
     return rows
 
@@ -38,9 +36,7 @@ def histogram(graph: FeatureGraph, layer: int, index: int) -> go.Figure:
     return histogram_figure(row.column("hist")[0].as_py(), edges, f"activation histogram of {layer}/{index}")
 
 
-def feature_sections(
-    graph: FeatureGraph, layer: int, index: int, hops: int = 2, k: int = 5
-) -> list[str | go.Figure]:
+def feature_sections(graph: FeatureGraph, layer: int, index: int, hops: int = 2, k: int = 5) -> list[str | go.Figure]:
     """Neighbourhood (down and up), histogram and card of one feature."""
     fid = graph.id(layer, index)
     feature = graph.feature(layer, index)
@@ -61,9 +57,7 @@ def feature_sections(
         graph.run("feature_steering", id=fid),
     )
     return [
-        neighbourhood_figure(
-            down, fid, f"downstream of {fid} ({hops} hops, top {k} per feature, by |TWERA|)"
-        ),
+        neighbourhood_figure(down, fid, f"downstream of {fid} ({hops} hops, top {k} per feature, by |TWERA|)"),
         neighbourhood_figure(up, fid, f"upstream of {fid} (top {k} by |TWERA|)"),
         histogram(graph, layer, index),
         card,

@@ -155,8 +155,7 @@ def steering(
                 acts = d.activation[layer](pre)  # (batch, pos, feature)
                 m = mask(out.shape[1]).to(out.device)[None, :]  # (1, pos)
                 deltas[layer] = [
-                    ((iv.new(acts[..., iv.index]) - acts[..., iv.index]) * m, iv.index)
-                    for iv in by_layer[layer]
+                    ((iv.new(acts[..., iv.index]) - acts[..., iv.index]) * m, iv.index) for iv in by_layer[layer]
                 ]
             for source, items in deltas.items():
                 dec = d.decoder(source, layer)

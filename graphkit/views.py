@@ -51,8 +51,7 @@ def neighbourhood_figure(g: nx.DiGraph, root: str, title: str = "") -> go.Figure
                     "width": 0.5 + 7.5 * abs(a["twera"]) / top,
                     "color": POSITIVE if a["twera"] > 0 else NEGATIVE,
                 },
-                text=f"{u} → {v}<br>TWERA {a['twera']:+.4g}<br>ERA {a['era']:+.4g}"
-                f"<br>V {a['virtual_weight']:+.4g}",
+                text=f"{u} → {v}<br>TWERA {a['twera']:+.4g}<br>ERA {a['era']:+.4g}<br>V {a['virtual_weight']:+.4g}",
                 opacity=0.75,
             )
         )
@@ -121,11 +120,7 @@ def feature_card_html(
 ) -> str:
     """An HTML fragment: the feature's examples, unembeds, downstream list and steering results."""
     fid = html.escape(feature["id"])
-    motor = (
-        f" — motor feature, says <b>{html.escape(feature['motor_word'])}</b>"
-        if feature.get("motor_word")
-        else ""
-    )
+    motor = f" — motor feature, says <b>{html.escape(feature['motor_word'])}</b>" if feature.get("motor_word") else ""
     parts = [
         f'<section class="card" id="card-{fid}"><h2>{fid}{motor}</h2>',
         f"<p>density {feature['density']:.4g} · mean {feature['mean']:.4g} · max {feature['max']:.4g}</p>",
@@ -136,14 +131,10 @@ def feature_card_html(
             f"<li>{_highlight(ex['tokens'], ex['activations'], ex['activation'])} "
             f"<small>({ex['activation']:.3f})</small></li>"
         )
-    parts.append(
-        "</ol><h3>Top / bottom unembeds</h3><table><tr><th>top</th><th></th><th>bottom</th><th></th></tr>"
-    )
+    parts.append("</ol><h3>Top / bottom unembeds</h3><table><tr><th>top</th><th></th><th>bottom</th><th></th></tr>")
     tops = [u for u in unembeds if u["side"] == "top"]
     bottoms = [u for u in unembeds if u["side"] == "bottom"]
-    for t, b in zip(
-        sorted(tops, key=lambda u: u["rank"]), sorted(bottoms, key=lambda u: u["rank"]), strict=False
-    ):
+    for t, b in zip(sorted(tops, key=lambda u: u["rank"]), sorted(bottoms, key=lambda u: u["rank"]), strict=False):
         parts.append(
             f"<tr><td>{html.escape(repr(t['token']))}</td><td>{t['value']:+.3f}</td>"
             f"<td>{html.escape(repr(b['token']))}</td><td>{b['value']:+.3f}</td></tr>"

@@ -180,9 +180,7 @@ def _features_table(model: HookedModel, d, stats: FeatureStats, vocab: list[str]
             "top_values": pa.array(list(u["top_values"].astype(np.float64)), type=pa.list_(pa.float64())),
             "bottom_token_ids": pa.array(list(u["bottom_ids"].astype(np.int64)), type=pa.list_(pa.int64())),
             "bottom_tokens": pa.array([list(names[r]) for r in u["bottom_ids"]], type=pa.list_(pa.string())),
-            "bottom_values": pa.array(
-                list(u["bottom_values"].astype(np.float64)), type=pa.list_(pa.float64())
-            ),
+            "bottom_values": pa.array(list(u["bottom_values"].astype(np.float64)), type=pa.list_(pa.float64())),
             "top_word": u["words"][u["top_word"]].astype(str),
             "top_word_z": u["top_word_z"].astype(np.float64),
             "word_gap": u["word_gap"].astype(np.float64),

@@ -192,9 +192,7 @@ def _activation(name: str | None, threshold: Tensor | None, k: int | None) -> Ac
 def _config(path: Path) -> dict:
     cfg_path = path / "config.yaml"
     if not cfg_path.exists():
-        raise DictionaryError(
-            f"{path}: no config.yaml (circuit-tracer layout) and no cfg.json (SAELens layout)"
-        )
+        raise DictionaryError(f"{path}: no config.yaml (circuit-tracer layout) and no cfg.json (SAELens layout)")
     return yaml.safe_load(cfg_path.read_text()) or {}
 
 

@@ -54,9 +54,7 @@ def site_from_hook(name: str) -> tuple[int | None, Site]:
         return layer, HOOK_NAMES[rest]
     if rest in SITES:
         return layer, rest  # type: ignore[return-value]
-    raise ValueError(
-        f"unknown hook or site {name!r}; known hooks: {', '.join(HOOK_NAMES)}; sites: {', '.join(SITES)}"
-    )
+    raise ValueError(f"unknown hook or site {name!r}; known hooks: {', '.join(HOOK_NAMES)}; sites: {', '.join(SITES)}")
 
 
 @dataclass(frozen=True)

@@ -232,9 +232,7 @@ class _Accumulator:
             handle.remove()
         mask = batch.mask.to(model.device)  # (batch, pos)
         n = int(mask.sum())
-        acts = torch.cat(
-            [d.encode(l, store[(l, d.read_site)][0]) for l in d.layers], dim=-1
-        )  # (batch, pos, g)
+        acts = torch.cat([d.encode(l, store[(l, d.read_site)][0]) for l in d.layers], dim=-1)  # (batch, pos, g)
         acts = acts * mask[..., None]
         flat = acts[mask].float()  # (n, g)
 
@@ -332,9 +330,7 @@ def stream_statistics(
     acc = _Accumulator(model, d, stats)
     context = int(getattr(model.model.config, "max_position_embeddings", 1024) or 1024)
     bar = tqdm(total=len(docs), initial=stats.docs_done, unit="doc", disable=not progress, desc="collect")
-    for n_batch, batch in enumerate(
-        batches(model.tokenizer, docs, context, cfg.batch_size, start=stats.docs_done), 1
-    ):
+    for n_batch, batch in enumerate(batches(model.tokenizer, docs, context, cfg.batch_size, start=stats.docs_done), 1):
         if cfg.max_tokens is not None and stats.tokens >= cfg.max_tokens:
             break
         acc.add(batch)

@@ -149,9 +149,7 @@ def save_dictionary(d: Dictionary, path: Path) -> Path:
 def save_saelens(d: Dictionary, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (layer,) = d.layers
-    hook = {"resid_post": "hook_resid_post", "resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid"}[
-        d.read_site
-    ]
+    hook = {"resid_post": "hook_resid_post", "resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid"}[d.read_site]
     tensors = {
         "W_enc": d.W_enc[layer].T.contiguous(),
         "W_dec": d.W_dec[layer][:, 0].contiguous(),

@@ -86,10 +86,7 @@ def test_collect_writes_run_directory(setup: dict[str, Path], tmp_path: Path) ->
     assert {f.name: str(f.type) for f in conn.schema} == expected
     keys = list(
         zip(
-            *(
-                conn.column(c).to_pylist()
-                for c in ("source_layer", "source_index", "target_layer", "target_index")
-            ),
+            *(conn.column(c).to_pylist() for c in ("source_layer", "source_index", "target_layer", "target_index")),
             strict=True,
         )
     )

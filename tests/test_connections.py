@@ -51,9 +51,7 @@ def intervene(model, d, source_layer: int, source_index: int, ids: torch.Tensor,
 
     mlp_out_module = f.post_mlp_norm or f.mlp
     for l in range(model.n_layers):
-        handles.append(
-            model.module(l, ATTN[model.model.config.model_type]).register_forward_hook(save(f"attn{l}"))
-        )
+        handles.append(model.module(l, ATTN[model.model.config.model_type]).register_forward_hook(save(f"attn{l}")))
         handles.append(model.module(l, mlp_out_module).register_forward_hook(save(f"mlp{l}")))
     clean_sites = [(l, d.read_site) for l in d.layers] + [(l, "resid_mid") for l in d.layers]
     _, clean = model.run(ids, clean_sites)
@@ -64,9 +62,7 @@ def intervene(model, d, source_layer: int, source_index: int, ids: torch.Tensor,
 
     handles = []
     for l in range(model.n_layers):
-        handles.append(
-            model.module(l, ATTN[model.model.config.model_type]).register_forward_hook(replace(f"attn{l}"))
-        )
+        handles.append(model.module(l, ATTN[model.model.config.model_type]).register_forward_hook(replace(f"attn{l}")))
         dec = d.decoder(source_layer, l)
 
         def add(t, dec=dec):

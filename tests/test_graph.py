@@ -54,9 +54,7 @@ def query_params(g: FeatureGraph) -> dict[str, dict[str, Any]]:
     src = g.store.read(
         "MATCH (f:Feature)-[:FEEDS]->(:Feature)-[:FEEDS]->(:Feature) RETURN f.id AS id ORDER BY id LIMIT 1"
     )[0]["id"]
-    tgt = g.store.read("MATCH (:Feature)-[:FEEDS]->(f:Feature) RETURN f.id AS id ORDER BY id LIMIT 1")[0][
-        "id"
-    ]
+    tgt = g.store.read("MATCH (:Feature)-[:FEEDS]->(f:Feature) RETURN f.id AS id ORDER BY id LIMIT 1")[0]["id"]
     word = g.store.read(
         "MATCH (:Feature)-[:PROMOTES]->(t:Token) RETURN t.text AS w, count(*) AS n ORDER BY n DESC, w LIMIT 1"
     )[0]["w"]
@@ -140,10 +138,7 @@ def test_cli_downstream_json_equals_connections_parquet(stores, tiny_run: Path) 
             env=_env(store),
         )
         assert out.exit_code == 0, out.output
-        got = [
-            {k: r[k] for k in ("layer", "index", "twera", "era", "virtual_weight")}
-            for r in json.loads(out.output)
-        ]
+        got = [{k: r[k] for k in ("layer", "index", "twera", "era", "virtual_weight")} for r in json.loads(out.output)]
         assert got == expected
         twera = [abs(r["twera"]) for r in got]
         assert twera == sorted(twera, reverse=True)
@@ -214,18 +209,14 @@ def test_cypher_command_refuses_writes(stores, statement: str) -> None:
 
 
 def test_neo4j_read_only_session_refuses_writes_the_guard_misses(stores) -> None:
-    neo = open_store(
-        stores["neo4j"].spec.replace("bolt://", "bolt://neo4j:graphkit-test-pw@"), read_only=True
-    )
+    neo = open_store(stores["neo4j"].spec.replace("bolt://", "bolt://neo4j:graphkit-test-pw@"), read_only=True)
     with pytest.raises(StoreError):
         # a write the keyword guard cannot see: a procedure call that writes is refused by the server
         neo._run("CREATE (:Token {id: 'sneaky', model: 'm', text: 's'})", None, write=False)
     assert stores["neo4j"].read("MATCH (t:Token {id: 'sneaky'}) RETURN count(t) AS n")[0]["n"] == 0
 
 
-def test_unreachable_store_wrong_password_and_missing_dictionary(
-    stores, neo4j_uri: str, tmp_path: Path
-) -> None:
+def test_unreachable_store_wrong_password_and_missing_dictionary(stores, neo4j_uri: str, tmp_path: Path) -> None:
     from tests.conftest import _free_port
 
     with pytest.raises(StoreError, match="cannot reach Neo4j"):
@@ -246,12 +237,10 @@ def test_unreachable_store_wrong_password_and_missing_dictionary(
 def dump(store) -> list[Any]:
     nodes = store.read("MATCH (n) RETURN labels(n) AS l, n.id AS id")
     feats = store.read(
-        "MATCH (f:Feature) RETURN f.id AS id, f.density AS d, f.motor_word AS m, "
-        "f.example_summary AS s ORDER BY id"
+        "MATCH (f:Feature) RETURN f.id AS id, f.density AS d, f.motor_word AS m, f.example_summary AS s ORDER BY id"
     )
     edges = store.read(
-        "MATCH (a)-[e:FEEDS]->(b) RETURN a.id AS src, b.id AS tgt, e.twera AS w, e.twera_norm AS n "
-        "ORDER BY src, tgt"
+        "MATCH (a)-[e:FEEDS]->(b) RETURN a.id AS src, b.id AS tgt, e.twera AS w, e.twera_norm AS n ORDER BY src, tgt"
     )
     links = store.read(
         "MATCH (a:Feature)-[e]->(t:Token) RETURN a.id AS src, t.id AS tok, e.rank AS r ORDER BY src, tok, r"

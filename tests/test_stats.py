@@ -34,9 +34,7 @@ def brute_force(model, d, docs, k):
             doc_of.append(int(b.doc_ids[0]))
             pos_of.append(p)
             x = [acts[(l, "resid_mid")][0, p].double() for l in d.layers]
-            sig_mlp.append(
-                [model.mlp_norm(l).denominator(xi).item() for l, xi in zip(d.layers, x, strict=True)]
-            )
+            sig_mlp.append([model.mlp_norm(l).denominator(xi).item() for l, xi in zip(d.layers, x, strict=True)])
             sig_final.append(model.final_norm().denominator(final_in[0][0, p]).item())
     A = np.array(rows)  # (n, g)
     return A, np.array(doc_of), np.array(pos_of), np.array(sig_mlp), np.array(sig_final)
@@ -55,9 +53,7 @@ def test_streaming_equals_brute_force(tmp_path: Path, family, kind, read_site, a
     model = tiny_model(family)
     d = random_dictionary(model, kind, read_site=read_site, activation=activation)
     docs = read_documents(write_corpus(tmp_path / "c.txt", n_docs=30))
-    s = stream_statistics(
-        model, d, docs, StatsConfig(batch_size=7, top_k=3, window=2, merge_every=2), progress=False
-    )
+    s = stream_statistics(model, d, docs, StatsConfig(batch_size=7, top_k=3, window=2, merge_every=2), progress=False)
     A, doc_of, pos_of, sig_mlp, sig_final = brute_force(model, d, docs, 3)
     n, G = A.shape
     assert s.tokens == n

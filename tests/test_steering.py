@@ -69,9 +69,7 @@ def test_ablation_equals_removing_the_reconstruction() -> None:
     with (
         torch.no_grad(),
         replaced(model, d),
-        steering(
-            model, d, [Intervention(layer, index, "mul", 0.0)], lambda n: torch.ones(n, dtype=torch.bool)
-        ),
+        steering(model, d, [Intervention(layer, index, "mul", 0.0)], lambda n: torch.ones(n, dtype=torch.bool)),
     ):
         got2 = model.model(input_ids=ids).logits[0]
     torch.testing.assert_close(got2, ref2, atol=1e-5, rtol=1e-5)

@@ -72,16 +72,11 @@ def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Tabl
     ids = _ids(dictionary, f.column("layer"), f.column("index"))
     position = {
         (a, b): n
-        for n, (a, b) in enumerate(
-            zip(f.column("layer").to_pylist(), f.column("index").to_pylist(), strict=True)
-        )
+        for n, (a, b) in enumerate(zip(f.column("layer").to_pylist(), f.column("index").to_pylist(), strict=True))
     }
     ex = pq.read_table(run / "examples.parquet", columns=["layer", "index", "rank", "center", "tokens"])
     row_of = np.array(
-        [
-            position[k]
-            for k in zip(ex.column("layer").to_pylist(), ex.column("index").to_pylist(), strict=True)
-        ],
+        [position[k] for k in zip(ex.column("layer").to_pylist(), ex.column("index").to_pylist(), strict=True)],
         dtype=np.int64,
     )
     tok_rows, tok_pos, flat = _flatten(ex.column("tokens"))
@@ -127,9 +122,7 @@ def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Tabl
             "example_tokens": pa.array(ex_tokens, type=pa.list_(pa.string())),
             "example_summary": summary,
             "motor_word": pc.if_else(pa.array(is_motor), f.column("top_word"), pa.scalar(None, pa.string())),
-            "motor_score": pc.if_else(
-                pa.array(is_motor), f.column("word_gap"), pa.scalar(None, pa.float64())
-            ),
+            "motor_score": pc.if_else(pa.array(is_motor), f.column("word_gap"), pa.scalar(None, pa.float64())),
         }
     )
     return table, pa.table({**fires, "rank": pa.array(fires["rank"], type=pa.int64())})
@@ -157,9 +150,7 @@ def _edge_table(run: Path, dictionary: str) -> pa.Table:
 
 def _unembed_links(run: Path, ids: pa.Array) -> tuple[pa.Table, pa.Table]:
     """PROMOTES / SUPPRESSES rows (source, word, rank, value, token): one per unembed rank."""
-    f = pq.read_table(
-        run / "features.parquet", columns=["top_tokens", "top_values", "bottom_tokens", "bottom_values"]
-    )
+    f = pq.read_table(run / "features.parquet", columns=["top_tokens", "top_values", "bottom_tokens", "bottom_values"])
     out = []
     for side in ("top", "bottom"):
         rows, rank, tokens = _flatten(f.column(f"{side}_tokens"))
@@ -197,18 +188,14 @@ def load_run(
     manifest = json.loads(manifest_path.read_text())
     missing = [s for s in ("features", "examples", "connections") if not manifest.get("stages", {}).get(s)]
     if missing:
-        raise StoreError(
-            f"{run}: collect has not finished ({', '.join(missing)} missing); rerun `graphkit collect`"
-        )
+        raise StoreError(f"{run}: collect has not finished ({', '.join(missing)} missing); rerun `graphkit collect`")
     dictionary = name or short_name(manifest["dictionary"])
     model = short_name(manifest["model"])
     store.ensure_schema()
     existing = {r["id"]: r for r in store.read(cypher("dictionaries"))}
     if dictionary in existing:
         if existing[dictionary]["inputs_key"] == manifest["inputs_key"] and not replace:
-            n = store.read(
-                "MATCH (f:Feature) WHERE f.dictionary = $d RETURN count(f) AS n", {"d": dictionary}
-            )[0]["n"]
+            n = store.read("MATCH (f:Feature) WHERE f.dictionary = $d RETURN count(f) AS n", {"d": dictionary})[0]["n"]
             return LoadResult(dictionary, int(n), 0, skipped=True)
         if not replace:
             raise StoreError(
@@ -217,9 +204,9 @@ def load_run(
             )
 
     store.write(cypher("delete_dictionary"), {"dictionary": dictionary})
-    while store.write(cypher("delete_dictionary_features"), {"dictionary": dictionary, "limit": batch_size})[
-        0
-    ]["deleted"]:
+    while store.write(cypher("delete_dictionary_features"), {"dictionary": dictionary, "limit": batch_size})[0][
+        "deleted"
+    ]:
         pass
 
     features, fires = _feature_table(run, dictionary, rule or MotorRule())
@@ -238,15 +225,11 @@ def load_run(
     )
     present = {r["id"] for r in store.read(cypher("model_tokens"), {"model": model})}
     new = sorted(w for w in words if schema.token_id(model, w) not in present)
-    tokens = pa.table(
-        {"id": [schema.token_id(model, w) for w in new], "model": [model] * len(new), "text": new}
-    )
+    tokens = pa.table({"id": [schema.token_id(model, w) for w in new], "model": [model] * len(new), "text": new})
 
     def link(table: pa.Table, cols: list[str]) -> pa.Table:
         target = pc.binary_join_element_wise(pa.scalar(model), table.column("word").cast(pa.string()), "/")
-        return pa.table(
-            {"source": table.column("source"), "target": target, **{c: table.column(c) for c in cols}}
-        )
+        return pa.table({"source": table.column("source"), "target": target, **{c: table.column(c) for c in cols}})
 
     store.bulk("Token", tokens, batch_size, progress)
     store.bulk("Feature", features, batch_size, progress)

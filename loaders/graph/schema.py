@@ -116,8 +116,7 @@ def embedded_ddl() -> list[str]:
 def neo4j_ddl() -> list[str]:
     """Neo4j 5: a uniqueness constraint on ``id`` for every label, plus lookup indexes."""
     out = [
-        f"CREATE CONSTRAINT {label.lower()}_id IF NOT EXISTS FOR (n:{label}) REQUIRE n.id IS UNIQUE"
-        for label in NODES
+        f"CREATE CONSTRAINT {label.lower()}_id IF NOT EXISTS FOR (n:{label}) REQUIRE n.id IS UNIQUE" for label in NODES
     ]
     out += [
         "CREATE INDEX feature_dictionary IF NOT EXISTS FOR (n:Feature) ON (n.dictionary)",

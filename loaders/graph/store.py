@@ -74,9 +74,7 @@ def check_read_only(query: str) -> None:
     stripped = re.sub(r"//[^\n]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "", query)
     m = WRITE_CLAUSES.search(stripped)
     if m:
-        raise StoreError(
-            f"read-only: the statement contains the write clause {m.group(1).upper()!r}; refused"
-        )
+        raise StoreError(f"read-only: the statement contains the write clause {m.group(1).upper()!r}; refused")
 
 
 class Store(Protocol):
@@ -114,9 +112,7 @@ class EmbeddedStore:
         self.spec = str(directory)
         path = Path(directory) / "graph.lbug"
         if read_only and not path.exists():
-            raise StoreError(
-                f"no graph store at {directory}; write one with `graphkit load RUN --store {directory}`"
-            )
+            raise StoreError(f"no graph store at {directory}; write one with `graphkit load RUN --store {directory}`")
         Path(directory).mkdir(parents=True, exist_ok=True)
         self.read_only = read_only
         self.db = ladybug.Database(str(path), read_only=read_only)
@@ -253,9 +249,7 @@ class Neo4jStore:
                 bar.update(len(batch))
 
     def bulk(self, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
-        self.write_rows(
-            cypher(f"load_{name.lower()}"), table.to_pylist(), batch_size, desc=name, progress=progress
-        )
+        self.write_rows(cypher(f"load_{name.lower()}"), table.to_pylist(), batch_size, desc=name, progress=progress)
 
     def ensure_schema(self) -> None:
         for statement in schema.neo4j_ddl():

@@ -38,8 +38,7 @@ def evaluate_zoo(work: Path, out: Path = ARTIFACTS) -> dict[str, object]:
         "accuracy": question_accuracy(model.model, model.tokenizer, questions),
         "code_loss": code_loss(model.model, model.tokenizer, heldout_code, train_code),
         "dictionaries": {
-            name: evaluate_dictionary(model, load_dictionary(out / name), rows)
-            for name in ("tiny-clt", "tiny-plt")
+            name: evaluate_dictionary(model, load_dictionary(out / name), rows) for name in ("tiny-clt", "tiny-plt")
         },
     }
     (out / "tiny" / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -77,9 +76,7 @@ def render_card(result: dict, build_log: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for rel, r in acc.items():
-        lines.append(
-            f"| {rel} | {int(r['n'])} | {_pct(r['instance'])} | {_pct(r['template'])} | {_pct(r['all'])} |"
-        )
+        lines.append(f"| {rel} | {int(r['n'])} | {_pct(r['instance'])} | {_pct(r['template'])} | {_pct(r['all'])} |")
     lines += [
         "",
         "### Held-out standard-library code",

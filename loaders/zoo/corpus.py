@@ -106,8 +106,7 @@ def build_corpus(out: Path, config: CorpusConfig = CorpusConfig()) -> dict[str, 
                     prompt, expected = q.render(rel.name, subject, answer)
                     held = split == "template" or (
                         (rel.name, subject, q.name) not in PINNED_TRAIN
-                        and _unit(config.seed, f"q:{rel.name}:{subject}:{q.name}")
-                        < config.question_heldout_fraction
+                        and _unit(config.seed, f"q:{rel.name}:{subject}:{q.name}") < config.question_heldout_fraction
                     )
                     if held:
                         questions.append(

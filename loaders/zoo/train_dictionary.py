@@ -75,9 +75,7 @@ class _Trainable(nn.Module):
         dec = [torch.randn(n_features, n_layers - l if cross else 1, d_model) for l in range(n_layers)]
         dec = [d / d.flatten(1).norm(dim=1)[:, None, None] * 0.1 for d in dec]
         self.W_dec = nn.ParameterList([nn.Parameter(d) for d in dec])
-        self.W_enc = nn.Parameter(
-            torch.stack([d[:, 0] for d in dec]) * 10 / d_model**0.5
-        )  # (layer, feature, d_model)
+        self.W_enc = nn.Parameter(torch.stack([d[:, 0] for d in dec]) * 10 / d_model**0.5)  # (layer, feature, d_model)
         self.b_enc = nn.Parameter(torch.zeros(n_layers, n_features))
         self.b_dec = nn.Parameter(torch.zeros(n_layers, d_model))
 
@@ -127,8 +125,7 @@ def train_dictionary(model: HookedModel, x: Tensor, y: Tensor, cfg: DictConfig) 
         if step % 200 == 0:
             l0 = (acts > 0).float().sum(-1).mean().item()
             print(
-                f"[{cfg.kind}] step {step}/{steps} mse {mse.item():.3f} L0/layer {l0:.1f} "
-                f"{time.time() - t0:.0f}s",
+                f"[{cfg.kind}] step {step}/{steps} mse {mse.item():.3f} L0/layer {l0:.1f} {time.time() - t0:.0f}s",
                 flush=True,
             )
     layers = tuple(range(n_layers))
@@ -141,8 +138,7 @@ def train_dictionary(model: HookedModel, x: Tensor, y: Tensor, cfg: DictConfig) 
             W_enc={l: net.W_enc[l].detach().clone() for l in layers},
             b_enc={l: net.b_enc[l].detach().clone() for l in layers},
             W_dec={
-                l: net.W_dec[l].detach()
-                * (scale[l:] if cfg.kind == "clt" else scale[l : l + 1])[None, :, None]
+                l: net.W_dec[l].detach() * (scale[l:] if cfg.kind == "clt" else scale[l : l + 1])[None, :, None]
                 for l in layers
             },
             b_dec={l: net.b_dec[l].detach() * scale[l] for l in layers},
@@ -152,18 +148,13 @@ def train_dictionary(model: HookedModel, x: Tensor, y: Tensor, cfg: DictConfig) 
 
 
 @torch.no_grad()
-def evaluate_dictionary(
-    model: HookedModel, d: Dictionary, rows: Tensor, batch_rows: int = 64
-) -> dict[str, object]:
+def evaluate_dictionary(model: HookedModel, d: Dictionary, rows: Tensor, batch_rows: int = 64) -> dict[str, object]:
     """FVU per layer, mean L0 per layer, dead fraction, CE loss recovered (module docstring)."""
     tok = model.tokenizer
     x, y = collect_sites(model, rows, batch_rows)
     acts = {l: d.encode(l, x[:, l]) for l in d.layers}
     recon = d.reconstruct(acts)
-    fvu = {
-        l: ((recon[l] - y[:, l]).pow(2).sum() / (y[:, l] - y[:, l].mean(0)).pow(2).sum()).item()
-        for l in d.layers
-    }
+    fvu = {l: ((recon[l] - y[:, l]).pow(2).sum() / (y[:, l] - y[:, l].mean(0)).pow(2).sum()).item() for l in d.layers}
     l0 = {l: (acts[l] > 0).float().sum(-1).mean().item() for l in d.layers}
     dead = {l: (acts[l].amax(0) <= 0).float().mean().item() for l in d.layers}
 
