@@ -1,0 +1,1 @@
+"""The look-alike benchmark: which descriptor predicts the feature that steers."""
