@@ -1,0 +1,147 @@
+"""The LLM-judge path end to end through the real SDKs, against a local HTTP server that
+speaks the Messages API (and the OpenAI chat API), including malformed answers."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from graphkit.bench.judge import Judge, JudgeConfig, parse_ranking, render
+from graphkit.bench.protocol import evaluate, presentations
+
+
+def group(n: int, truth: int) -> dict:
+    return {
+        "prompt": "What is the color of grass? Answer in one word within <answer></answer>",
+        "answer": "green",
+        "steering": {"mode": "mul", "value": -1.0},
+        "truth": truth,
+        "candidates": [
+            {
+                "top_examples": [f"«green» {i}"],
+                "top_unembeds": ["green", f"t{i}"],
+                "downstream": [{"twera": 1.5, "top_unembeds": ["say-green" if i == truth else "hex"]}],
+            }
+            for i in range(n)
+        ],
+    }
+
+
+class Server:
+    """Answers with the true candidate first; the first reply to each new prompt is malformed,
+    and prompts containing 'NEVER' are always malformed."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                outer.requests.append({"path": self.path, "body": body})
+                text = body["messages"][-1]["content"]
+                letters = re.findall(r"^Candidate ([A-Z]):", text, re.M)
+                blocks = re.split(r"^Candidate [A-Z]:", text, flags=re.M)[1:]
+                truth_letter = next((l for l, b in zip(letters, blocks, strict=False) if "say-green" in b), letters[0])
+                ranking = " > ".join([truth_letter] + [l for l in letters if l != truth_letter])
+                first_try = "Attempt" not in text
+                reply = "I am not sure." if ("NEVER" in text or first_try) else f"Because.\nRANKING: {ranking}"
+                if self.path.endswith("/messages"):
+                    payload = {
+                        "id": "msg_1",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": body["model"],
+                        "content": [{"type": "text", "text": reply}],
+                        "stop_reason": "end_turn",
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": 10, "output_tokens": 5},
+                    }
+                else:
+                    payload = {
+                        "id": "c1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+
+
+@pytest.mark.parametrize("provider,base", [("anthropic", ""), ("openai", "/v1")])
+def test_judge_through_the_real_sdk(server: Server, tmp_path: Path, provider: str, base: str) -> None:
+    cfg = JudgeConfig(
+        provider=provider,
+        model="test-judge",
+        base_url=server.url + base,
+        api_key="test-key",  # type: ignore[arg-type]
+        cache_dir=tmp_path / "cache",
+        retries=1,
+    )
+    groups = [group(3, 1), group(4, 3)]
+    judge = Judge(cfg)
+    score = evaluate(
+        [(len(g["candidates"]), g["truth"]) for g in groups], lambda i, order: judge.rank(groups[i], order, "all")
+    )
+    assert score.mean == 0 and score.failures == 0
+    distinct = sum(
+        len({tuple(o) for o in presentations(len(g["candidates"]), g["truth"], seed=i)}) for i, g in enumerate(groups)
+    )
+    assert judge.calls == 2 * distinct, "each distinct presentation: one malformed reply, one retry; repeats cached"
+    assert server.requests[0]["path"].endswith("/messages" if provider == "anthropic" else "/chat/completions")
+    # a rerun is served from the cache: no request reaches the server
+    before = len(server.requests)
+    again = Judge(cfg)
+    evaluate([(len(g["candidates"]), g["truth"]) for g in groups], lambda i, order: again.rank(groups[i], order, "all"))
+    assert len(server.requests) == before and again.calls == 0
+
+
+def test_malformed_answers_are_counted_as_failures(server: Server, tmp_path: Path) -> None:
+    cfg = JudgeConfig(model="test-judge", base_url=server.url, api_key="k", cache_dir=tmp_path / "c", retries=2)
+    g = group(3, 0)
+    g["prompt"] = "NEVER answered properly"
+    judge = Judge(cfg)
+    score = evaluate([(3, 0)], lambda _i, order: judge.rank(g, order, "examples"))
+    assert score.failures == 6 and score.mean == 1.0
+    distinct = len({tuple(o) for o in presentations(3, 0, seed=0)})
+    assert judge.calls == distinct * 3, "every distinct presentation tried 1 + retries times"
+
+
+def test_conditions_show_what_they_say() -> None:
+    g = group(3, 2)
+    _, ex = render(g, [0, 1, 2], "examples")
+    _, un = render(g, [0, 1, 2], "examples+unembeds")
+    _, down = render(g, [0, 1, 2], "examples+downstream")
+    assert "top unembeds" not in ex and "downstream" not in ex.split("Candidates:")[1]
+    assert "top unembeds" in un and "say-green" not in un
+    assert "say-green" in down and "top unembeds:" not in down
+    assert parse_ranking("x\nRANKING: B > A > C", 3) == [1, 0, 2]
+    assert parse_ranking("RANKING: B > B > C", 3) is None and parse_ranking("B > A > C", 3) is None
