@@ -90,13 +90,26 @@ class Workspace:
 
     # -- analysis --------------------------------------------------------------------------
     @torch.no_grad()
-    def analyze(self, prompt: str, k: int = 8, write: bool = True) -> PromptAnalysis:
+    def activations(self, prompt: str) -> tuple[tuple[str, ...], torch.Tensor]:
+        """The prompt's tokens and its activations (pos, layer, feature); BOS zeroed."""
         tok, d = self.model.tokenizer, self.dictionary
         ids = tok(prompt, return_tensors="pt").input_ids.to(self.model.device)
         _, sites = self.model.run(ids, [(l, d.read_site) for l in d.layers])
         acts = torch.stack([d.encode(l, sites[(l, d.read_site)][0]) for l in d.layers], 1)  # (pos, layer, feature)
-        acts[0] = 0  # BOS
-        tokens = tuple(decode(tok, [t]) for t in ids[0].tolist())
+        acts[0] = 0
+        return tuple(decode(tok, [t]) for t in ids[0].tolist()), acts
+
+    def active_features(self, prompt: str) -> list[tuple[int, int, float]]:
+        """(layer, index, max activation over positions) of every feature active on `prompt`."""
+        _, acts = self.activations(prompt)
+        best = acts.amax(0)  # (layer, feature)
+        layer_i, feat = (best > 0).nonzero(as_tuple=True)
+        d = self.dictionary
+        return [(d.layers[li], fi, float(best[li, fi])) for li, fi in zip(layer_i.tolist(), feat.tolist(), strict=True)]
+
+    def analyze(self, prompt: str, k: int = 8, write: bool = True) -> PromptAnalysis:
+        d = self.dictionary
+        tokens, acts = self.activations(prompt)
         pid = prompt_id(self.model_name, prompt)
         per_position = []
         for p in range(1, len(tokens)):

@@ -1,0 +1,64 @@
+"""``graphkit bench build``: collect → load → discover groups, from a model and a dictionary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from graphkit.bench.groups import BuildConfig, build_groups, write_groups
+from graphkit.checks import Workspace
+from loaders.collect import collect
+from loaders.corpus import CorpusError
+from loaders.graph.load import load_run
+from loaders.graph.store import open_store
+from loaders.zoo.corpus import build_corpus, read_jsonl
+
+
+def read_prompts(path: Path) -> list[tuple[str, str]]:
+    rows = read_jsonl(path)
+    bad = [
+        i for i, r in enumerate(rows, 1) if not isinstance(r.get("prompt"), str) or not isinstance(r.get("answer"), str)
+    ]
+    if bad:
+        raise CorpusError(f"{path}:{bad[0]}: each line needs string fields 'prompt' and 'answer'")
+    return [(r["prompt"], r["answer"]) for r in rows]
+
+
+def build_benchmark(
+    model: str,
+    dictionary: str,
+    prompts: Path | None,
+    out: Path,
+    work: Path,
+    cfg: BuildConfig | None = None,
+    progress: bool = True,
+) -> int:
+    cfg = cfg or BuildConfig()
+    corpus = work / "corpus"
+    if not (corpus / "heldout.jsonl").exists():
+        build_corpus(corpus)
+    run = collect(model, dictionary, corpus / "heldout.jsonl", work / "run", progress=progress).root
+    store = open_store(run / "graph")
+    load_run(run, store, progress=progress)
+    store.close()
+    ws = Workspace.open(run / "graph")
+    pairs = (
+        read_prompts(prompts)
+        if prompts
+        else [(q["prompt"], q["answer"]) for q in read_jsonl(corpus / "questions.jsonl")]
+    )
+    n = write_groups(build_groups(ws, pairs, cfg, progress=progress), out)
+    (out.with_name(out.name + ".meta.json")).write_text(
+        json.dumps(
+            {
+                "model": model,
+                "dictionary": dictionary,
+                "prompts": str(prompts or corpus / "questions.jsonl"),
+                "prompts_tried": min(len(pairs), cfg.max_prompts or len(pairs)),
+                "groups": n,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return n

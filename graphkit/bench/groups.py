@@ -1,0 +1,205 @@
+"""Group discovery: look-alike candidates of which exactly one changes the answer when steered.
+
+For each prompt with an expected answer (bundled: the corpus builder's held-out questions):
+
+1. the model's greedy answer must equal the expected one (otherwise there is nothing to stop
+   it saying); the answer's words are its tokens, normalized (casing, leading space folded);
+2. candidates: features active on the prompt whose top unembeds or top-example peak tokens
+   include an answer word — they look alike by descriptors — strongest activation first, at
+   most `pool` of them;
+3. each candidate is steered alone (`mode`, `value`; every prompt position and the generated
+   tokens); a group keeps the strongest candidate that changes the answer and up to
+   `max_candidates − 1` of those that do not, most answer-like first; it needs at least
+   `min_candidates`, with exactly one that changes the answer;
+4. everything a predictor may see per candidate is saved beside the ground truth: top
+   examples, top unembeds, the answer token's logit-lens value and vocabulary rank, and the
+   TWERA downstream list with each downstream feature's own top unembeds and answer logit.
+
+Groups are JSON lines (`write_groups`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import torch
+
+from graphkit.checks import Workspace
+from graphkit.steering import Intervention, Mode, Positions, steer
+from loaders.connections import unembed_directions
+from loaders.graph.schema import normalize_token
+from loaders.model import decode
+from loaders.zoo.evaluate import extract_answer
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How groups are discovered."""
+
+    mode: Mode = "mul"
+    value: float = -1.0
+    """Negative multiplicative steering ("stop saying X") by default."""
+    pool: int = 8
+    min_candidates: int = 3
+    max_candidates: int = 5
+    max_prompts: int | None = None
+    n_examples: int = 5
+    n_downstream: int = 8
+    max_new_tokens: int = 12
+
+    def __post_init__(self) -> None:
+        if not 3 <= self.min_candidates <= self.max_candidates:
+            raise ValueError("BuildConfig: need 3 ≤ min_candidates ≤ max_candidates")
+
+
+def answer_words(ws: Workspace, answer: str) -> set[str]:
+    tok = ws.model.tokenizer
+    ids = tok(answer, add_special_tokens=False).input_ids + tok(" " + answer, add_special_tokens=False).input_ids
+    return {w for w in (normalize_token(decode(tok, [i])) for i in ids) if w} | {normalize_token(answer)}
+
+
+class _Describer:
+    """Per-candidate descriptors from the graph, the run's examples and the logit lens."""
+
+    def __init__(self, ws: Workspace, cfg: BuildConfig):
+        self.ws, self.cfg = ws, cfg
+        run = Path(ws.graph.info["run"])
+        self.examples = pq.read_table(
+            run / "examples.parquet", columns=["layer", "index", "rank", "text", "tokens", "center"]
+        )
+        self.dirs = unembed_directions(ws.model, ws.dictionary, sigma_final=1.0)  # ranking is scale-free
+        self.W_U = ws.model.unembed().double()
+
+    def logit_lens(self, layer: int, index: int) -> torch.Tensor:
+        return self.W_U @ self.dirs[layer][index]  # (vocab,)
+
+    def top_examples(self, layer: int, index: int) -> list[str]:
+        t = self.examples.filter((self.examples["layer"] == layer) & (self.examples["index"] == index))
+        rows = sorted(t.to_pylist(), key=lambda r: r["rank"])[: self.cfg.n_examples]
+        return ["".join(f"«{x}»" if i == r["center"] else x for i, x in enumerate(r["tokens"])) for r in rows]
+
+    def describe(self, layer: int, index: int, answer_token: int, activation: float) -> dict[str, Any]:
+        g = self.ws.graph
+        feature = g.feature(layer, index)
+        lens = self.logit_lens(layer, index)
+        downstream = []
+        for e in g.downstream(layer, index, k=self.cfg.n_downstream):
+            downstream.append(
+                {
+                    "feature": e.id,
+                    "layer": e.layer,
+                    "index": e.index,
+                    "twera": e.twera,
+                    "top_unembeds": list(e.top_tokens),
+                    "motor_word": e.motor_word,
+                    "answer_logit": float(self.logit_lens(e.layer, e.index)[answer_token]),
+                }
+            )
+        return {
+            "feature": g.id(layer, index),
+            "layer": layer,
+            "index": index,
+            "activation": activation,
+            "top_examples": self.top_examples(layer, index),
+            "top_unembeds": list(feature["top_tokens"] or []),
+            "example_tokens": list(feature["example_tokens"] or []),
+            "motor_word": feature["motor_word"],
+            "answer_logit": float(lens[answer_token]),
+            "answer_rank": int((lens > lens[answer_token]).sum()),
+            "downstream": downstream,
+        }
+
+
+def build_groups(
+    ws: Workspace, prompts: Sequence[tuple[str, str]], cfg: BuildConfig = BuildConfig(), progress: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Yield groups (module docstring) from (prompt, expected answer) pairs."""
+    from tqdm import tqdm
+
+    describer = _Describer(ws, cfg)
+    d, tok = ws.dictionary, ws.model.tokenizer
+    for n, (prompt, expected) in enumerate(tqdm(prompts[: cfg.max_prompts], disable=not progress, desc="groups")):
+        base = steer(ws.model, d, prompt, [], max_new_tokens=cfg.max_new_tokens)
+        if base.baseline_answer != extract_answer(expected):
+            continue
+        words = answer_words(ws, base.baseline_answer)
+        active = ws.active_features(prompt)
+        info = {r["id"]: r for r in ws.graph.run("features_by_id", ids=[ws.id(l, i) for l, i, _ in active])}
+        pool = []
+        for layer, index, act in active:
+            r = info.get(ws.id(layer, index))
+            if r is None:
+                continue
+            looks = {normalize_token(t) for t in (r["top_tokens"] or [])} | set(
+                ws.graph.feature(layer, index)["example_tokens"] or []
+            )
+            shared = len(looks & words)
+            if shared:
+                pool.append((layer, index, act, shared))
+        pool.sort(key=lambda p: -p[2])
+        pool = pool[: cfg.pool]
+        if len(pool) < cfg.min_candidates:
+            continue
+        outcomes = [
+            steer(
+                ws.model,
+                d,
+                prompt,
+                [Intervention(l, i, cfg.mode, cfg.value)],
+                Positions(),
+                max_new_tokens=cfg.max_new_tokens,
+                on_generated=True,
+            )
+            for l, i, _, _ in pool
+        ]
+        changed = [p for p, o in zip(pool, outcomes, strict=True) if o.changed]
+        same = [p for p, o in zip(pool, outcomes, strict=True) if not o.changed]
+        if not changed or len(same) < cfg.min_candidates - 1:
+            continue
+        truth = changed[0]
+        distractors = sorted(same, key=lambda p: (-p[3], -p[2]))[: cfg.max_candidates - 1]
+        members = sorted([truth, *distractors], key=lambda p: (p[0], p[1]))
+        answer_token = tok(base.baseline_answer, add_special_tokens=False).input_ids[0]
+        outcome = {(l, i): o for (l, i, _, _), o in zip(pool, outcomes, strict=True)}
+        candidates = []
+        for layer, index, act, _ in members:
+            c = describer.describe(layer, index, answer_token, act)
+            o = outcome[(layer, index)]
+            c |= {"changed": o.changed, "steered_answer": o.steered_answer}
+            candidates.append(c)
+        yield {
+            "id": f"g{n:04d}",
+            "prompt": prompt,
+            "answer": base.baseline_answer,
+            "answer_words": sorted(words),
+            "answer_token": decode(tok, [answer_token]),
+            "steering": {"mode": cfg.mode, "value": cfg.value},
+            "truth": members.index(truth),
+            "candidates": candidates,
+            "config": asdict(cfg),
+        }
+
+
+def write_groups(groups: Iterator[dict[str, Any]], path: Path) -> int:
+    """Write groups as JSON lines atomically; return how many."""
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w") as f:
+        for g in groups:
+            f.write(json.dumps(g) + "\n")
+            n += 1
+    tmp.replace(path)
+    return n
+
+
+def read_groups(path: Path) -> list[dict[str, Any]]:
+    with Path(path).open() as f:
+        groups = [json.loads(line) for line in f if line.strip()]
+    if not groups:
+        raise ValueError(f"{path} holds no groups")
+    return groups

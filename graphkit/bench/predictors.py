@@ -1,0 +1,77 @@
+"""Predictors that rank a group's candidates, and the runner that scores them.
+
+Offline predictors (no LLM) score each candidate from what the group file holds; higher is
+"more likely to change the answer when steered negatively". Ties keep the presented order.
+
+- ``random``: a seeded shuffle (the 0.5 baseline);
+- ``logit``: the candidate's direct logit-lens effect on the answer token (VocabProj-like:
+  what the feature's output direction says about the answer);
+- ``logit-rank``: the answer token's rank in the candidate's vocabulary projection
+  (lower rank scores higher; TokenChange/VocabProj in spirit, insensitive to scale);
+- ``activation``: how strongly the candidate fires on the prompt;
+- ``twera``: the effect propagated one step through its TWERA downstream list, Σ_t TWERA_st ·
+  logit-lens_t(answer): what the features it feeds say about the answer;
+- ``twera+logit``: the two summed after scaling each to unit maximum within the group.
+
+`run_predictor` applies the protocol (`protocol.evaluate`); the LLM judge plugs in the same way.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from graphkit.bench.protocol import Score, evaluate
+
+Candidate = dict[str, Any]
+
+
+def _twera(c: Candidate) -> float:
+    return float(sum(d["twera"] * d["answer_logit"] for d in c["downstream"]))
+
+
+def _scaled(values: Sequence[float]) -> list[float]:
+    top = max((abs(v) for v in values), default=0.0) or 1.0
+    return [v / top for v in values]
+
+
+SCORERS: dict[str, Callable[[Sequence[Candidate]], list[float]]] = {
+    "logit": lambda cs: [c["answer_logit"] for c in cs],
+    "logit-rank": lambda cs: [-float(c["answer_rank"]) for c in cs],
+    "activation": lambda cs: [c["activation"] for c in cs],
+    "twera": lambda cs: [_twera(c) for c in cs],
+    "twera+logit": lambda cs: [
+        a + b for a, b in zip(_scaled([_twera(c) for c in cs]), _scaled([c["answer_logit"] for c in cs]), strict=True)
+    ],
+}
+OFFLINE = ("random", *SCORERS)
+
+
+def offline_ranker(
+    name: str, groups: Sequence[dict[str, Any]], seed: int = 0
+) -> Callable[[int, Sequence[int]], list[int]]:
+    """`rank(group_index, presented_order)` for an offline predictor."""
+    if name == "random":
+        rng = random.Random(seed)
+
+        def shuffle(_g: int, order: Sequence[int]) -> list[int]:
+            out = list(order)
+            rng.shuffle(out)
+            return out
+
+        return shuffle
+    if name not in SCORERS:
+        raise ValueError(f"unknown predictor {name!r}; offline: {', '.join(OFFLINE)}; or judge")
+    scores = [SCORERS[name](g["candidates"]) for g in groups]
+
+    def rank(g: int, order: Sequence[int]) -> list[int]:
+        return sorted(order, key=lambda i: -scores[g][i])  # stable: ties keep presented order
+
+    return rank
+
+
+def run_predictor(
+    groups: Sequence[dict[str, Any]], rank: Callable[[int, Sequence[int]], Sequence[int] | None], seed: int = 0
+) -> Score:
+    return evaluate([(len(g["candidates"]), g["truth"]) for g in groups], rank, seed=seed)
