@@ -1,0 +1,111 @@
+"""One dictionary interface over circuit-tracer CLT/PLT and SAELens files; hook names; errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from loaders.dictionary import DictionaryError, load_dictionary
+from loaders.model import site_from_hook
+from tests.factories import random_dictionary, save_dictionary, tiny_model
+
+
+@pytest.mark.parametrize(
+    "kind,activation",
+    [("clt", "relu"), ("clt", "jumprelu"), ("plt", "relu"), ("plt", "jumprelu"), ("sae", "relu"), ("sae", "jumprelu")],
+)
+def test_round_trip_preserves_encoding_and_decoders(tmp_path: Path, kind: str, activation: str) -> None:
+    model = tiny_model("llama")
+    site = "resid_post" if kind == "sae" else "mlp_in"
+    d = random_dictionary(model, kind, read_site=site, activation=activation)  # type: ignore[arg-type]
+    back = load_dictionary(save_dictionary(d, tmp_path / kind))
+    assert (back.kind, back.layers, back.read_site, back.write_site) == (d.kind, d.layers, d.read_site, d.write_site)
+    x = torch.randn(5, model.d_model)
+    for layer in d.layers:
+        torch.testing.assert_close(back.encode(layer, x), d.encode(layer, x))
+        for target in d.write_targets(layer):
+            torch.testing.assert_close(back.decoder(layer, target), d.decoder(layer, target))
+
+
+def test_saelens_layout_is_transposed_and_b_dec_folded(tmp_path: Path) -> None:
+    model = tiny_model("llama")
+    d = random_dictionary(model, "sae", read_site="resid_post")
+    path = save_dictionary(d, tmp_path / "sae")
+    raw = load_file(path / "sae_weights.safetensors")
+    assert raw["W_enc"].shape == (model.d_model, d.n_features)  # (d_in, d_sae) in SAELens
+    cfg = json.loads((path / "cfg.json").read_text())
+    cfg["apply_b_dec_to_input"] = True
+    (path / "cfg.json").write_text(json.dumps(cfg))
+    folded = load_dictionary(path)
+    x = torch.randn(7, model.d_model)
+    (layer,) = d.layers
+    expected = torch.relu((x - raw["b_dec"]) @ raw["W_enc"] + raw["b_enc"])
+    torch.testing.assert_close(folded.encode(layer, x), expected, atol=1e-5, rtol=1e-5)
+    assert site_from_hook(cfg["hook_name"]) == (1, "resid_post")
+
+
+def test_topk_from_the_k_tensor(tmp_path: Path) -> None:
+    model = tiny_model("llama")
+    d = random_dictionary(model, "plt")
+    path = save_dictionary(d, tmp_path / "plt")
+    for f in path.glob("layer_*.safetensors"):
+        data = load_file(f)
+        data["k"] = torch.tensor(3)
+        save_file(data, f)
+    topk = load_dictionary(path)
+    acts = topk.encode(0, torch.randn(4, model.d_model) * 3)
+    assert ((acts > 0).sum(-1) <= 3).all() and ((acts > 0).sum(-1) >= 1).all()
+
+
+def test_shape_errors_name_the_file_tensor_and_shape(tmp_path: Path) -> None:
+    model = tiny_model("llama")
+    path = save_dictionary(random_dictionary(model, "clt"), tmp_path / "clt")
+    data = load_file(path / "W_dec_1.safetensors")
+    data["W_dec_1"] = data["W_dec_1"][:, :1].contiguous()
+    save_file(data, path / "W_dec_1.safetensors")
+    with pytest.raises(
+        DictionaryError,
+        match=r"W_dec_1\.safetensors: tensor 'W_dec_1' has shape \(24, 1, 16\), "
+        r"expected \(24, 2, 16\)",
+    ):
+        load_dictionary(path)
+    wide = load_dictionary(save_dictionary(random_dictionary(tiny_model("llama", d_model=24), "plt"), tmp_path / "w"))
+    with pytest.raises(DictionaryError, match=r"d_model=16; expected \(24, 16\)"):
+        wide.check_model(model.d_model, model.n_layers)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DictionaryError, match=r"no config\.yaml"):
+        load_dictionary(tmp_path / "empty")
+
+
+def test_hook_names_map_to_sites() -> None:
+    assert site_from_hook("hook_resid_mid") == (None, "resid_mid")
+    assert site_from_hook("mlp.hook_in") == (None, "mlp_in")
+    assert site_from_hook("blocks.7.hook_mlp_out") == (7, "mlp_out")
+    assert site_from_hook("mlp.hook_out") == (None, "mlp_out")
+    with pytest.raises(ValueError, match="unknown hook or site 'hook_attn_out'"):
+        site_from_hook("hook_attn_out")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2", "qwen2", "qwen3"])
+def test_every_family_exposes_its_sites(family: str) -> None:
+    model = tiny_model(family)
+    ids = model.tokenizer("What is green?", return_tensors="pt").input_ids
+    sites = [
+        (l, s) for l in range(model.n_layers) for s in ("resid_pre", "resid_mid", "mlp_in", "mlp_out", "resid_post")
+    ]
+    _, acts = model.run(ids, sites)  # type: ignore[arg-type]
+    for l in range(model.n_layers):
+        # the residual after the layer is the residual after attention plus what the MLP adds
+        torch.testing.assert_close(
+            acts[(l, "resid_post")], acts[(l, "resid_mid")] + acts[(l, "mlp_out")], atol=1e-5, rtol=1e-5
+        )
+        if l + 1 < model.n_layers:
+            torch.testing.assert_close(acts[(l + 1, "resid_pre")], acts[(l, "resid_post")])
+        norm = model.mlp_norm(l)
+        sigma = norm.denominator(acts[(l, "resid_mid")])[..., None].float()
+        expected = norm.apply(acts[(l, "resid_mid")], sigma) + (norm.bias if norm.bias is not None else 0)
+        torch.testing.assert_close(acts[(l, "mlp_in")], expected, atol=1e-4, rtol=1e-4)
