@@ -1,7 +1,7 @@
 // Load features (Neo4j bulk path; the embedded store uses COPY).
 // Parameters: $rows: list of maps with every Feature property (schema.NODES["Feature"]).
 UNWIND $rows AS r
-MERGE (f:Feature {id: r.id})
+CREATE (f:Feature {id: r.id})
 SET f.dictionary = r.dictionary, f.layer = r.layer, f.idx = r.idx, f.count = r.count,
     f.density = r.density, f.mean = r.mean, f.max = r.max,
     f.top_tokens = r.top_tokens, f.bottom_tokens = r.bottom_tokens,

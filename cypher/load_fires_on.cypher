@@ -2,4 +2,4 @@
 // Parameters: $rows: list of {source, target, rank}.
 UNWIND $rows AS r
 MATCH (f:Feature {id: r.source}), (t:Token {id: r.target})
-MERGE (f)-[p:FIRES_ON {rank: r.rank}]->(t)
+CREATE (f)-[p:FIRES_ON {rank: r.rank}]->(t)

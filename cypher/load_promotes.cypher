@@ -2,5 +2,5 @@
 // Parameters: $rows: list of {source, target, rank, value, token}.
 UNWIND $rows AS r
 MATCH (f:Feature {id: r.source}), (t:Token {id: r.target})
-MERGE (f)-[p:PROMOTES {rank: r.rank}]->(t)
+CREATE (f)-[p:PROMOTES {rank: r.rank}]->(t)
 SET p.value = r.value, p.token = r.token
