@@ -27,7 +27,54 @@ WRITE_QUERIES = {
     "delete_dictionary_features",
     "delete_dictionary",
     "upsert_dictionary",
+    "write_prompt",
+    "write_activations",
+    "delete_prompt_activations",
+    "write_steering",
+    "link_steering",
 }
+
+
+def write_prompt_and_steering(store) -> None:
+    """A prompt with activations and one steering result, through the write queries."""
+    from loaders.graph.store import cypher
+
+    ids = [r["id"] for r in store.read("MATCH (f:Feature) RETURN f.id AS id ORDER BY id LIMIT 4")]
+    store.write(
+        cypher("write_prompt"),
+        {"id": "p1", "model": "model", "text": "What is green?", "tokens": ["<|bos|>", "What", " is", " green", "?"]},
+    )
+    store.write(cypher("delete_prompt_activations"), {"prompt": "p1", "dictionary": "clt"})
+    store.write_rows(
+        cypher("write_activations"),
+        [
+            {"feature": fid, "prompt": "p1", "position": p, "token": "x", "activation": 0.5 * (i + 1) + p}
+            for i, fid in enumerate(ids)
+            for p in (1, 3)
+        ],
+        batch_size=3,
+    )
+    store.write(
+        cypher("write_steering"),
+        {
+            "id": "s1",
+            "prompt": "p1",
+            "mode": "mul",
+            "value": -1.0,
+            "positions": "all",
+            "baseline": " green",
+            "steered": " blue",
+            "baseline_answer": "green",
+            "steered_answer": "blue",
+            "changed": True,
+            "answer_token": "green",
+            "logit_before": 3.0,
+            "logit_after": 1.0,
+            "prob_before": 0.9,
+            "prob_after": 0.2,
+        },
+    )
+    store.write_rows(cypher("link_steering"), [{"feature": ids[0], "steering": "s1"}], batch_size=10)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +84,7 @@ def stores(tiny_run: Path, neo4j_uri: str, tmp_path_factory: pytest.TempPathFact
     neo = open_store(neo4j_uri)
     for s in (embedded, neo):
         load_run(tiny_run, s, batch_size=500, progress=False)
+        write_prompt_and_steering(s)
     yield {"embedded": embedded, "neo4j": neo}
 
 
@@ -73,6 +121,12 @@ def query_params(g: FeatureGraph) -> dict[str, dict[str, Any]]:
         "feature": {"id": src},
         "dictionaries": {},
         "model_tokens": {"model": "model"},
+        "features_by_id": {"ids": [src, tgt]},
+        "unembeds": {"id": src},
+        "prompt_features": {"prompt": "p1", "dictionary": g.dictionary, "word": "", "k": 10},
+        "feature_steering": {
+            "id": g.store.read("MATCH (f:Feature)-[:STEERED]->(:Steering) RETURN f.id AS id")[0]["id"]
+        },
     }
 
 
@@ -235,7 +289,11 @@ def test_unreachable_store_wrong_password_and_missing_dictionary(stores, neo4j_u
 
 
 def dump(store) -> list[Any]:
-    nodes = store.read("MATCH (n) RETURN labels(n) AS l, n.id AS id")
+    nodes = [
+        r | {"l": label}
+        for label in ("Dictionary", "Feature", "Token")
+        for r in store.read(f"MATCH (n:{label}) RETURN n.id AS id")
+    ]
     feats = store.read(
         "MATCH (f:Feature) RETURN f.id AS id, f.density AS d, f.motor_word AS m, f.example_summary AS s ORDER BY id"
     )
@@ -283,3 +341,4 @@ def test_killed_load_then_rerun_gives_the_same_graph(
     if kind == "neo4j":  # leave the shared server as the module fixture expects
         clear_neo4j(neo4j_uri)
         load_run(tiny_run, stores["neo4j"], batch_size=500, progress=False)
+        write_prompt_and_steering(stores["neo4j"])
