@@ -1,0 +1,89 @@
+"""End to end on the bundled model and CLT: collect → load into both stores → the same
+downstream lists as connections.parquet; benchmark groups whose ground truth re-verifies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from graphkit.bench.groups import BuildConfig, build_groups
+from graphkit.checks import Workspace
+from graphkit.cli import main
+from graphkit.steering import Intervention, Positions, steer
+from loaders.collect import CollectConfig, collect
+from loaders.graph.load import load_run
+from loaders.graph.store import open_store
+from loaders.zoo.corpus import build_corpus, read_jsonl
+from tests.conftest import NEO4J_PASSWORD, clear_neo4j
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bundled")
+    build_corpus(root / "corpus")
+    run = collect(
+        "tiny", "tiny-clt", root / "corpus" / "heldout.jsonl", root / "run", CollectConfig(top_k=16), progress=False
+    ).root
+    store = open_store(run / "graph")
+    load_run(run, store, progress=False)
+    store.close()
+    return root
+
+
+def test_downstream_json_is_the_same_from_both_stores_and_parquet(bundled: Path, neo4j_uri: str) -> None:
+    run = bundled / "run"
+    clear_neo4j(neo4j_uri)
+    neo = open_store(neo4j_uri)
+    load_run(run, neo, progress=False)
+    neo.close()
+    conn = pq.read_table(run / "connections.parquet").to_pydict()
+    sources = sorted({(conn["source_layer"][i], conn["source_index"][i]) for i in range(len(conn["twera"]))})
+    for src in sources[:: max(1, len(sources) // 5)][:5]:
+        expected = [
+            {
+                "layer": conn["target_layer"][i],
+                "index": conn["target_index"][i],
+                "twera": conn["twera"][i],
+                "era": conn["era"][i],
+                "virtual_weight": conn["virtual_weight"][i],
+            }
+            for i in range(len(conn["twera"]))
+            if (conn["source_layer"][i], conn["source_index"][i]) == src
+        ][:10]
+        outputs = []
+        for spec in (str(run / "graph"), neo4j_uri):
+            res = CliRunner().invoke(
+                main,
+                ["downstream", f"{src[0]}/{src[1]}", "--store", spec, "--k", "10", "--json"],
+                env={"NEO4J_PASSWORD": NEO4J_PASSWORD},
+            )
+            assert res.exit_code == 0, res.output
+            outputs.append([{k: r[k] for k in expected[0]} for r in json.loads(res.stdout)])
+        assert outputs[0] == outputs[1] == expected
+
+
+def test_group_discovery_ground_truth_reverifies(bundled: Path) -> None:
+    ws = Workspace.open(bundled / "run" / "graph")
+    questions = [q for q in read_jsonl(bundled / "corpus" / "questions.jsonl") if q["relation"] in ("color", "hex")]
+    cfg = BuildConfig(max_prompts=40)
+    groups = list(build_groups(ws, [(q["prompt"], q["answer"]) for q in questions], cfg, progress=False))
+    assert groups, "the bundled model yields look-alike groups"
+    for g in groups[:3]:
+        assert 3 <= len(g["candidates"]) <= 5
+        assert sum(c["changed"] for c in g["candidates"]) == 1 and g["candidates"][g["truth"]]["changed"]
+        for i, c in enumerate(g["candidates"]):
+            r = steer(
+                ws.model,
+                ws.dictionary,
+                g["prompt"],
+                [Intervention(c["layer"], c["index"], "mul", cfg.value)],
+                Positions(),
+                max_new_tokens=cfg.max_new_tokens,
+                on_generated=True,
+            )
+            assert r.changed == (i == g["truth"]), f"{g['id']} candidate {i} does not re-verify"
+            assert r.baseline_answer == g["answer"]
