@@ -281,6 +281,16 @@ def _print_rows(rows: list[dict], as_json: bool) -> None:
     click.echo(f"({len(rows)} rows)")
 
 
+def _read_and_print(store: str, statement: str, params: tuple[str, ...], as_json: bool) -> None:
+    from loaders.graph.store import StoreError, open_store
+
+    try:
+        rows = open_store(store, read_only=True).read(statement, dict(_parse_param(p) for p in params))
+    except StoreError as e:
+        raise _fail(e) from e
+    _print_rows(rows, as_json)
+
+
 @main.command()
 @click.argument("name")
 @STORE
@@ -288,13 +298,13 @@ def _print_rows(rows: list[dict], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def query(name: str, store: str, params: tuple[str, ...], as_json: bool) -> None:
     """Run cypher/NAME.cypher with parameters."""
-    from loaders.graph.store import StoreError, cypher, open_store
+    from loaders.graph.store import StoreError, cypher
 
     try:
-        rows = open_store(store, read_only=True).read(cypher(name), dict(_parse_param(p) for p in params))
+        text = cypher(name)
     except StoreError as e:
         raise _fail(e) from e
-    _print_rows(rows, as_json)
+    _read_and_print(store, text, params, as_json)
 
 
 @main.command("cypher")
@@ -304,13 +314,7 @@ def query(name: str, store: str, params: tuple[str, ...], as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True)
 def cypher_cmd(statement: str, store: str, params: tuple[str, ...], as_json: bool) -> None:
     """Run an ad-hoc read-only Cypher STATEMENT (writes are refused)."""
-    from loaders.graph.store import StoreError, open_store
-
-    try:
-        rows = open_store(store, read_only=True).read(statement, dict(_parse_param(p) for p in params))
-    except StoreError as e:
-        raise _fail(e) from e
-    _print_rows(rows, as_json)
+    _read_and_print(store, statement, params, as_json)
 
 
 @main.group()

@@ -266,7 +266,7 @@ def test_neo4j_read_only_session_refuses_writes_the_guard_misses(stores) -> None
     neo = open_store(stores["neo4j"].spec.replace("bolt://", "bolt://neo4j:graphkit-test-pw@"), read_only=True)
     with pytest.raises(StoreError):
         # a write the keyword guard cannot see: a procedure call that writes is refused by the server
-        neo._run("CREATE (:Token {id: 'sneaky', model: 'm', text: 's'})", None, write=False)
+        neo._execute("CREATE (:Token {id: 'sneaky', model: 'm', text: 's'})", None, write=False)
     assert stores["neo4j"].read("MATCH (t:Token {id: 'sneaky'}) RETURN count(t) AS n")[0]["n"] == 0
 
 

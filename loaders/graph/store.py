@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -77,31 +77,44 @@ def check_read_only(query: str) -> None:
         raise StoreError(f"read-only: the statement contains the write clause {m.group(1).upper()!r}; refused")
 
 
-class Store(Protocol):
-    kind: str
-    spec: str
-
-    def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
-    def write(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
-    def write_rows(
-        self,
-        query: str,
-        rows: Sequence[dict[str, Any]],
-        batch_size: int,
-        desc: str = "",
-        progress: bool = False,
-    ) -> None: ...
-    def bulk(self, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None: ...
-    def ensure_schema(self) -> None: ...
-    def close(self) -> None: ...
-
-
 def _batches(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
     for i in range(0, len(rows), size):
         yield rows[i : i + size]
 
 
-class EmbeddedStore:
+class _StoreBase:
+    """What both stores share: read-only guard, dialect translation, batching."""
+
+    kind: str
+    spec: str
+    read_only: bool
+
+    def _execute(self, query: str, params: dict[str, Any] | None, write: bool) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _write_batch(self, query: str, rows: list[dict[str, Any]]) -> None:
+        """One batch of ``UNWIND $rows`` in one transaction."""
+        self.write(query, {"rows": rows})
+
+    def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        check_read_only(query)
+        return self._execute(translate(query, self.kind), params, write=False)
+
+    def write(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self.read_only:
+            raise StoreError(f"{self.kind} store {self.spec} is open read-only")
+        return self._execute(query, params, write=True)
+
+    def write_rows(
+        self, query: str, rows: Sequence[dict[str, Any]], batch_size: int, desc: str = "", progress: bool = False
+    ) -> None:
+        with tqdm(total=len(rows), desc=desc, disable=not progress, unit="row") as bar:
+            for batch in _batches(rows, batch_size):
+                self._write_batch(query, list(batch))
+                bar.update(len(batch))
+
+
+class EmbeddedStore(_StoreBase):
     """LadybugDB in-process; the database lives in ``DIR/graph.lbug``."""
 
     kind = "embedded"
@@ -118,7 +131,7 @@ class EmbeddedStore:
         self.db = ladybug.Database(str(path), read_only=read_only)
         self.conn = ladybug.Connection(self.db)
 
-    def _execute(self, query: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def _execute(self, query: str, params: dict[str, Any] | None, write: bool) -> list[dict[str, Any]]:
         try:
             result = self.conn.execute(query, params or {})
         except RuntimeError as e:
@@ -131,33 +144,14 @@ class EmbeddedStore:
                 rows.append(dict(zip(cols, r.get_next(), strict=True)))
         return rows
 
-    def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        check_read_only(query)
-        return self._execute(translate(query, self.kind), params)
-
-    def write(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        if self.read_only:
-            raise StoreError(f"embedded store {self.spec} is open read-only")
-        return self._execute(query, params)
-
-    def write_rows(
-        self,
-        query: str,
-        rows: Sequence[dict[str, Any]],
-        batch_size: int,
-        desc: str = "",
-        progress: bool = False,
-    ) -> None:
-        with tqdm(total=len(rows), desc=desc, disable=not progress, unit="row") as bar:
-            for batch in _batches(rows, batch_size):
-                self.write("BEGIN TRANSACTION")
-                try:
-                    self.write(query, {"rows": list(batch)})
-                    self.write("COMMIT")
-                except Exception:
-                    self.write("ROLLBACK")
-                    raise
-                bar.update(len(batch))
+    def _write_batch(self, query: str, rows: list[dict[str, Any]]) -> None:
+        self.write("BEGIN TRANSACTION")
+        try:
+            self.write(query, {"rows": rows})
+            self.write("COMMIT")
+        except Exception:
+            self.write("ROLLBACK")
+            raise
 
     def bulk(self, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
         """One ``COPY name FROM`` the Arrow table (relationships: first two columns are from, to).
@@ -180,7 +174,7 @@ class EmbeddedStore:
         self.db.close()
 
 
-class Neo4jStore:
+class Neo4jStore(_StoreBase):
     """Neo4j 5 over Bolt with the official driver."""
 
     kind = "neo4j"
@@ -214,7 +208,7 @@ class Neo4jStore:
                 "Start a local one with `graphkit neo4j start`."
             ) from e
 
-    def _run(self, query: str, params: dict[str, Any] | None, write: bool) -> list[dict[str, Any]]:
+    def _execute(self, query: str, params: dict[str, Any] | None, write: bool) -> list[dict[str, Any]]:
         from neo4j.exceptions import Neo4jError
 
         def work(tx: Any) -> list[dict[str, Any]]:
@@ -225,28 +219,6 @@ class Neo4jStore:
                 return session.execute_write(work) if write else session.execute_read(work)
         except Neo4jError as e:
             raise StoreError(f"Neo4j at {self.uri}: {e.message or e}") from e
-
-    def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        check_read_only(query)
-        return self._run(translate(query, self.kind), params, write=False)
-
-    def write(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        if self.read_only:
-            raise StoreError(f"Neo4j store {self.uri} is open read-only")
-        return self._run(query, params, write=True)
-
-    def write_rows(
-        self,
-        query: str,
-        rows: Sequence[dict[str, Any]],
-        batch_size: int,
-        desc: str = "",
-        progress: bool = False,
-    ) -> None:
-        with tqdm(total=len(rows), desc=desc, disable=not progress, unit="row") as bar:
-            for batch in _batches(rows, batch_size):
-                self.write(query, {"rows": list(batch)})
-                bar.update(len(batch))
 
     def bulk(self, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
         self.write_rows(cypher(f"load_{name.lower()}"), table.to_pylist(), batch_size, desc=name, progress=progress)
