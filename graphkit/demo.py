@@ -3,10 +3,11 @@
 1. Build the held-out analysis corpus with the corpus builder (no download).
 2. ``collect`` the bundled model and cross-layer transcoder over it; ``load`` the run into an
    embedded store.
-3. For each prompt (the note's two questions): analyze it (active features per token, written
-   to the graph); select the active features whose top unembeds include the answer's concept
-   word ("green") — the look-alikes; show each one's top examples, top unembeds, TWERA
-   downstream and the motor features it reaches.
+3. For each prompt (the note's two questions): analyze its answer context — the prompt and the
+   model's own continuation up to the answer, where the features that say the answer fire —
+   and write it to the graph; select the active features whose top unembeds or top-example
+   peaks include the concept word ("green"): the look-alikes; show each one's top examples,
+   top unembeds, TWERA downstream and the motor features it reaches.
 4. Steer each candidate with negative multiplicative steering (a ← c·a, c < 0, at every prompt
    position and on generated tokens) and report which change the answer, and to what;
    every result is written into the graph.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from graphkit.checks import Workspace
 from graphkit.report import feature_sections
-from graphkit.steering import Positions, SteeringResult
+from graphkit.steering import Positions, SteeringResult, answer_context
 from graphkit.views import write_report
 from loaders.collect import CollectConfig, collect
 from loaders.graph.load import load_run
@@ -47,7 +48,7 @@ class DemoConfig:
     prompts: tuple[str, ...] = PROMPTS
     value: float = -1.0
     """c of the negative multiplicative steering."""
-    max_candidates: int = 5
+    max_candidates: int = 6
     collect: CollectConfig = field(default_factory=CollectConfig)
 
 
@@ -96,7 +97,8 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig(), progress: bool = True) -
     ws = Workspace.open(store_path)
     findings, sections = [], []
     for prompt in cfg.prompts:
-        analysis = ws.analyze(prompt)
+        context, _ = answer_context(ws.model, prompt)
+        analysis = ws.analyze(context)
         rows = ws.graph.run(
             "prompt_features",
             prompt=analysis.prompt_id,

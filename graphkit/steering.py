@@ -202,6 +202,19 @@ def _answer_start(tokenizer, prompt_len: int, generated: list[int]) -> int:
     return 0
 
 
+def answer_context(model: HookedModel, prompt: str, max_new_tokens: int = 12) -> tuple[str, str]:
+    """(prompt + the model's greedy continuation up to its answer, the answer).
+
+    The features that make a model say its answer fire where the answer is produced: for
+    "… <answer></answer>" that is the generated "<answer>" before the word, not the prompt.
+    """
+    tok = model.tokenizer
+    ids = tok(prompt, return_tensors="pt").input_ids.to(model.device)
+    generated = _generate(model, ids, max_new_tokens)
+    k = _answer_start(tok, ids.shape[1], generated) if generated else 0
+    return prompt + decode(tok, generated[:k]), extract_answer(decode(tok, generated))
+
+
 def steer(
     model: HookedModel,
     d: Dictionary,

@@ -4,9 +4,10 @@ For each prompt with an expected answer (bundled: the corpus builder's held-out 
 
 1. the model's greedy answer must equal the expected one (otherwise there is nothing to stop
    it saying); the answer's words are its tokens, normalized (casing, leading space folded);
-2. candidates: features active on the prompt whose top unembeds or top-example peak tokens
-   include an answer word — they look alike by descriptors — strongest activation first, at
-   most `pool` of them;
+2. candidates: features active on the answer context (the prompt and the model's continuation
+   up to the answer, where the features that say it fire) whose top unembeds or top-example
+   peak tokens include an answer word — they look alike by descriptors — strongest
+   activation first, at most `pool` of them;
 3. each candidate is steered alone (`mode`, `value`; every prompt position and the generated
    tokens); a group keeps the strongest candidate that changes the answer and up to
    `max_candidates − 1` of those that do not, most answer-like first; it needs at least
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq
 import torch
 
 from graphkit.checks import Workspace
-from graphkit.steering import Intervention, Mode, Positions, steer
+from graphkit.steering import Intervention, Mode, Positions, answer_context, steer
 from loaders.connections import unembed_directions
 from loaders.graph.schema import normalize_token
 from loaders.model import decode
@@ -128,7 +129,8 @@ def build_groups(
         if base.baseline_answer != extract_answer(expected):
             continue
         words = answer_words(ws, base.baseline_answer)
-        active = ws.active_features(prompt)
+        context, _ = answer_context(ws.model, prompt, cfg.max_new_tokens)
+        active = ws.active_features(context)
         info = {r["id"]: r for r in ws.graph.run("features_by_id", ids=[ws.id(l, i) for l, i, _ in active])}
         pool = []
         for layer, index, act in active:
