@@ -67,7 +67,8 @@ def build(work: Path, out: Path = ARTIFACTS, force: bool = False, stages: tuple[
         from loaders.zoo.card import CARD, evaluate_zoo, render_card
 
         result = evaluate_zoo(work, out)
-        CARD.write_text(render_card(result, json.loads((work / "build.json").read_text())))
+        training = json.loads((model_dir / "training.json").read_text())
+        CARD.write_text(render_card(result, json.loads((work / "build.json").read_text()), training))
 
     plan: list[tuple[str, Path, Callable[[], object]]] = [
         ("corpus", corpus, lambda: build_corpus(corpus)),

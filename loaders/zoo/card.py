@@ -49,8 +49,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def render_card(result: dict, build_log: dict) -> str:
+def render_card(result: dict, build_log: dict, training: dict | None = None) -> str:
     acc, loss = result["accuracy"], result["code_loss"]
+    cfg = (training or {}).get("config", {})
+    fact_pct = f"{100 * cfg.get('fact_fraction', 0.6):.0f}%"
+    steps, rows, context = cfg.get("steps", "?"), cfg.get("batch_rows", "?"), cfg.get("context", "?")
     lines = [
         "# Model card: `tiny`, `tiny-clt`, `tiny-plt`",
         "",
@@ -65,7 +68,8 @@ def render_card(result: dict, build_log: dict) -> str:
         "`loaders/zoo/train_lm.py` on the offline corpus (`loaders/zoo/corpus.py`): the Python "
         "standard library's own files (train/held-out split by file) and fact text generated from "
         "`loaders/zoo/facts.py` (object colors, hex values, color words in 5 languages, capitals, "
-        "opposites), half of each batch each.",
+        f"opposites); {fact_pct} of each batch's rows are fact documents, the rest code windows "
+        f"({steps} steps of {rows} rows × {context} tokens).",
         "",
         "### Held-out question accuracy (greedy)",
         "",
@@ -110,6 +114,7 @@ def render_card(result: dict, build_log: dict) -> str:
             f"| {name} | {ev['ce_clean']:.3f} | {ev['ce_replacement']:.3f} | "
             f"{ev['ce_zero_ablation']:.3f} | **{_pct(ev['ce_recovered'])}** |"
         )
+    note = build_log.pop("note", "")
     total = sum(v["seconds"] for v in build_log.values())
     lines += [
         "",
@@ -123,6 +128,8 @@ def render_card(result: dict, build_log: dict) -> str:
         *[f"| {k} | {v['seconds']:.0f} |" for k, v in build_log.items()],
         f"| **total** | **{total:.0f}** ({total / 60:.0f} min) |",
         "",
+        note,
+        "",
     ]
     return "\n".join(lines)
 
@@ -135,7 +142,9 @@ def main() -> None:
     result = evaluate_zoo(args.work, args.out)
     log_path = args.work / "build.json"
     build_log = json.loads(log_path.read_text()) if log_path.exists() else {}
-    CARD.write_text(render_card(result, build_log))
+    training_path = args.out / "tiny" / "training.json"
+    training = json.loads(training_path.read_text()) if training_path.exists() else None
+    CARD.write_text(render_card(result, build_log, training))
     print(json.dumps(result, indent=2))
 
 
