@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -80,7 +81,8 @@ class _Describer:
         return self.W_U @ self.dirs[layer][index]  # (vocab,)
 
     def top_examples(self, layer: int, index: int) -> list[str]:
-        t = self.examples.filter((self.examples["layer"] == layer) & (self.examples["index"] == index))
+        ex = self.examples
+        t = ex.filter(pc.and_(pc.equal(ex["layer"], layer), pc.equal(ex["index"], index)))
         rows = sorted(t.to_pylist(), key=lambda r: r["rank"])[: self.cfg.n_examples]
         return ["".join(f"«{x}»" if i == r["center"] else x for i, x in enumerate(r["tokens"])) for r in rows]
 
