@@ -510,6 +510,117 @@ def view(feature: str, store: str, dictionary: str | None, out: str, hops: int, 
     click.echo(path)
 
 
+@main.group()
+def bench() -> None:
+    """The look-alike benchmark: which descriptor predicts the feature that steers."""
+
+
+@bench.command("build")
+@click.option("--model", "model_name", default="tiny", show_default=True)
+@click.option("--dictionary", default="tiny-clt", show_default=True)
+@click.option(
+    "--prompts",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="JSONL of {prompt, answer} (default: the corpus builder's held-out questions).",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Groups JSONL to write.")
+@click.option(
+    "--work", default=None, type=click.Path(file_okay=False), help="Where the run and store go (default OUT.work)."
+)
+@click.option("--max-prompts", type=int, default=None)
+@click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True)
+@click.option("--value", type=float, default=-1.0, show_default=True)
+def bench_build(
+    model_name: str,
+    dictionary: str,
+    prompts: str | None,
+    out: str,
+    work: str | None,
+    max_prompts: int | None,
+    mode: str,
+    value: float,
+) -> None:
+    """Discover look-alike groups (exactly one candidate steers) and save them as JSONL."""
+    from pathlib import Path
+    from typing import cast
+
+    from graphkit.bench.build import build_benchmark
+    from graphkit.bench.groups import BuildConfig
+    from graphkit.steering import Mode
+
+    cfg = BuildConfig(mode=cast(Mode, mode), value=value, max_prompts=max_prompts)
+    n = build_benchmark(
+        model_name,
+        dictionary,
+        Path(prompts) if prompts else None,
+        Path(out),
+        Path(work) if work else Path(out + ".work"),
+        cfg,
+    )
+    click.echo(f"{n} groups → {out}")
+
+
+@bench.command("run")
+@click.argument("groups", type=click.Path(exists=True, dir_okay=False))
+@click.option("--predictor", required=True, help="random, logit, logit-rank, activation, twera, twera+logit, judge")
+@click.option("--condition", default="", help="Judge condition: examples, examples+unembeds, examples+downstream, all")
+@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
+@click.option("--judge-model", default="claude-opus-4-7", show_default=True)
+@click.option("--base-url", default=None, help="Judge endpoint (default: the provider's).")
+@click.option("--seed", default=0, show_default=True)
+def bench_run(
+    groups: str, predictor: str, condition: str, provider: str, judge_model: str, base_url: str | None, seed: int
+) -> None:
+    """Score one predictor on GROUPS under the protocol; save the result beside them."""
+    from pathlib import Path
+    from typing import cast
+
+    from graphkit.bench import report
+    from graphkit.bench.groups import read_groups
+    from graphkit.bench.judge import CONDITIONS, Judge, JudgeConfig, Provider
+    from graphkit.bench.predictors import offline_ranker, run_predictor
+
+    data = read_groups(Path(groups))
+    try:
+        if predictor == "judge":
+            if condition not in CONDITIONS:
+                raise click.BadParameter(f"--condition must be one of {', '.join(CONDITIONS)}")
+            judge = Judge(JudgeConfig(provider=cast(Provider, provider), model=judge_model, base_url=base_url))
+            score = run_predictor(data, lambda g, order: judge.rank(data[g], order, condition), seed=seed)
+            name = f"judge:{judge_model}"
+        else:
+            score = run_predictor(data, offline_ranker(predictor, data, seed), seed=seed)
+            name = predictor
+    except ValueError as e:
+        raise _fail(e) from e
+    path = report.save(Path(groups), name, condition, score)
+    click.echo(
+        f"{name} {condition}: {score.mean:.3f} [{score.low:.3f}, {score.high:.3f}] over {score.groups} groups "
+        f"({score.failures} failures) → {path}"
+    )
+
+
+@bench.command("report")
+@click.argument("groups", type=click.Path(exists=True, dir_okay=False))
+def bench_report(groups: str) -> None:
+    """Print the table of every saved result; write it as Markdown and JSON."""
+    import json
+    from pathlib import Path
+
+    from graphkit.bench import report
+
+    try:
+        md, rows = report.table(Path(groups))
+    except ValueError as e:
+        raise _fail(e) from e
+    out = report.results_dir(Path(groups))
+    (out / "report.md").write_text(md)
+    (out / "report.json").write_text(json.dumps(rows, indent=2) + "\n")
+    click.echo(md)
+    click.echo(f"written: {out / 'report.md'}, {out / 'report.json'}")
+
+
 @main.command()
 @click.option(
     "--out",
