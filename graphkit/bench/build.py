@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 from graphkit.bench.groups import BuildConfig, build_groups, write_groups
@@ -47,6 +48,7 @@ def build_benchmark(
         if prompts
         else [(q["prompt"], q["answer"]) for q in read_jsonl(corpus / "questions.jsonl")]
     )
+    random.Random(cfg.seed).shuffle(pairs)  # relations are stored in blocks; sample across them
     n = write_groups(build_groups(ws, pairs, cfg, progress=progress), out)
     (out.with_name(out.name + ".meta.json")).write_text(
         json.dumps(

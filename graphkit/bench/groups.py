@@ -53,6 +53,8 @@ class BuildConfig:
     n_examples: int = 5
     n_downstream: int = 8
     max_new_tokens: int = 12
+    seed: int = 0
+    """Order in which `bench build` draws prompts (a seeded shuffle)."""
 
     def __post_init__(self) -> None:
         if not 3 <= self.min_candidates <= self.max_candidates:
