@@ -233,27 +233,29 @@ class _Accumulator:
         mask = batch.mask.to(model.device)  # (batch, pos)
         n = int(mask.sum())
         acts = torch.cat([d.encode(l, store[(l, d.read_site)][0]) for l in d.layers], dim=-1)  # (batch, pos, g)
-        acts = acts * mask[..., None]
+        acts.masked_fill_(~mask[..., None], 0)
         flat = acts[mask].float()  # (n, g)
 
-        # step 2
-        pos = flat > 0
-        s.count += pos.sum(0).cpu().numpy()
-        s.sum += flat.double().sum(0).cpu().numpy()
-        np.maximum(s.max, flat.amax(0).cpu().numpy(), out=s.max)
-        nz_tok, nz_feat = pos.nonzero(as_tuple=True)
-        bins = torch.bucketize(flat[nz_tok, nz_feat].cpu(), self.edges)
-        np.add.at(s.hist, (nz_feat.cpu().numpy(), bins.numpy()), 1)
+        # step 2, from the non-zeros only (activations are sparse)
+        nz_tok, nz_feat = (flat > 0).nonzero(as_tuple=True)  # row-major order
+        nz_val = flat[nz_tok, nz_feat]
+        G = s.count.shape[0]
+        cols, vals = nz_feat.cpu().numpy(), nz_val.cpu().numpy()
+        s.count += np.bincount(cols, minlength=G)
+        s.sum += np.bincount(cols, weights=vals.astype(np.float64), minlength=G)
+        batch_max = torch.zeros(G, dtype=nz_val.dtype, device=nz_val.device).scatter_reduce_(0, nz_feat, nz_val, "amax")
+        np.maximum(s.max, batch_max.cpu().numpy(), out=s.max)
+        bins = torch.bucketize(nz_val.cpu(), self.edges).numpy()
+        n_bins = s.hist.shape[1]
+        s.hist += np.bincount(cols * n_bins + bins, minlength=G * n_bins).reshape(G, n_bins)
 
         # step 3: one sparse product gives both sums. The later features' matrix holds
         # a_t + i·1(a_t > 0), so (sources)ᵀ @ it has C in its real part and I in its imaginary
         # part: one pass of scipy's sparse product instead of two (measured ≈3× faster).
         F, L = s.n_features, s.n_layers
-        rows, cols = nz_tok.cpu().numpy(), nz_feat.cpu().numpy()  # row-major: a valid CSR order
-        vals = flat[nz_tok, nz_feat].cpu().numpy()
+        rows = nz_tok.cpu().numpy()  # row-major: a valid CSR order
         indptr = np.zeros(n + 1, np.int64)
         np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-        G = L * F
         targets = sp.csr_matrix(((vals + 1j).astype(np.complex64), cols, indptr), shape=(n, G))
         sources = sp.csr_matrix((vals.astype(np.complex64), cols, indptr), shape=(n, G)).tocsc()
         for i in range(L - 1):
@@ -306,7 +308,14 @@ class _Accumulator:
     def flush(self) -> None:
         for i, mats in enumerate(self.pending):
             if mats:
-                both = sum(mats[1:], mats[0]).tocsr()
+                coo = [m.tocoo() for m in mats]  # one conversion sums them all (duplicates add up)
+                both = sp.csr_matrix(
+                    (
+                        np.concatenate([c.data for c in coo]),
+                        (np.concatenate([c.row for c in coo]), np.concatenate([c.col for c in coo])),
+                    ),
+                    shape=mats[0].shape,
+                )
                 self.s.C[i] = (self.s.C[i] + both.real.astype(np.float64)).tocsr()
                 self.s.I[i] = (self.s.I[i] + both.imag.astype(np.float64)).tocsr()
                 mats.clear()
