@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -133,7 +132,3 @@ def test_zoo_cli_lists_and_resolves() -> None:
 def test_artifacts_fit_the_size_budget() -> None:
     total = sum(p.stat().st_size for p in zoo_path("tiny").parent.rglob("*") if p.is_file())
     assert total <= 40 * 2**20, f"bundled artifacts are {total / 2**20:.1f} MiB"
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
