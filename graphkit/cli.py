@@ -647,6 +647,8 @@ def demo(out: str) -> None:
                 f"  feature {c.layer}/{c.index}  act {c.activation:.2f}  top unembeds "
                 f"{' '.join(repr(t) for t in c.top_tokens[:4])}"
             )
+            for ex in c.top_examples[:2]:
+                click.echo(f"      example: {ex[:90]}")
             click.echo(f"      downstream: {', '.join(c.downstream[:4]) or '—'}")
             click.echo(f"      motor features reached: {'; '.join(c.motor) or 'none'}")
             click.echo(

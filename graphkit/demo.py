@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphkit.checks import Workspace
-from graphkit.report import feature_sections
+from graphkit.report import examples, feature_sections
 from graphkit.steering import Positions, SteeringResult, answer_context
 from graphkit.views import write_report
 from loaders.collect import CollectConfig, collect
@@ -60,6 +60,8 @@ class Candidate:
     index: int
     activation: float
     top_tokens: tuple[str, ...]
+    top_examples: tuple[str, ...]
+    """Its top activating examples, the peak token marked «like this»."""
     downstream: tuple[str, ...]
     """Its top downstream features by |TWERA|, as "layer/index (twera)"."""
     motor: tuple[str, ...]
@@ -128,6 +130,7 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig(), progress: bool = True) -
                     r["idx"],
                     r["activation"],
                     tuple(r["top_tokens"] or ()),
+                    tuple(_marked(ex) for ex in examples(ws.graph, r["layer"], r["idx"], k=3)),
                     tuple(
                         f"{e.layer}/{e.index} ({e.twera:+.3g})" + (f" says {e.motor_word!r}" if e.motor_word else "")
                         for e in down
@@ -150,6 +153,12 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig(), progress: bool = True) -
             sections += feature_sections(ws.graph, c.layer, c.index, hops=2, k=4)
     report = write_report(out / "report.html", "graphkit demo: look-alike features of 'green'", sections)
     return DemoReport(tuple(findings), report, run, time.time() - t0)
+
+
+def _marked(example: dict) -> str:
+    """An example's tokens with the peak marked «like this», newlines as ⏎."""
+    text = "".join(f"«{t}»" if i == example["center"] else t for i, t in enumerate(example["tokens"]))
+    return text.replace("\n", "⏎")
 
 
 def _prompt_html(f: PromptFindings, cfg: DemoConfig) -> str:
