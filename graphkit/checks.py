@@ -179,10 +179,8 @@ class Workspace:
             self._write(results)
         return results
 
-    def steer_selection(
-        self, query: str, params: dict[str, Any], prompt: str, mode: Mode, value: float, **options: Any
-    ) -> list[SteeringResult]:
-        """Steer every feature that ``cypher/QUERY.cypher`` returns (rows with ``id``)."""
+    def select(self, query: str, params: dict[str, Any]) -> list[tuple[int, int]]:
+        """(layer, index) of every feature ``cypher/QUERY.cypher`` returns (rows with ``id``)."""
         rows = self.graph.run(query, **params)
         ids = [r["id"] for r in rows if isinstance(r.get("id"), str)]
         if not ids:
@@ -193,7 +191,13 @@ class Workspace:
             if dictionary != self.graph.dictionary:
                 raise ValueError(f"the selection returned {fid}, not a feature of {self.graph.dictionary!r}")
             features.append((int(layer), int(index)))
-        return self.steer_features(features, prompt, mode, value, **options)
+        return features
+
+    def steer_selection(
+        self, query: str, params: dict[str, Any], prompt: str, mode: Mode, value: float, **options: Any
+    ) -> list[SteeringResult]:
+        """Steer every feature that ``cypher/QUERY.cypher`` returns (rows with ``id``)."""
+        return self.steer_features(self.select(query, params), prompt, mode, value, **options)
 
     def _write(self, results: Sequence[SteeringResult]) -> None:
         links = []

@@ -448,30 +448,19 @@ def steer(
         ws = Workspace.open(store, dictionary)
         steer_mode = cast(Mode, mode)
         where = Positions.parse(positions)
-        if select:
-            params_map = dict(_parse_param(p) for p in params)
-            results = ws.steer_selection(
-                select,
-                params_map,
-                prompt,
-                steer_mode,
-                value,
-                positions=where,
-                together=together,
-                on_generated=on_generated,
-                max_new_tokens=max_new_tokens,
-            )
-        else:
-            results = ws.steer_features(
-                [parse_feature(f) for f in features],
-                prompt,
-                steer_mode,
-                value,
-                positions=where,
-                together=together,
-                on_generated=on_generated,
-                max_new_tokens=max_new_tokens,
-            )
+        chosen = (
+            ws.select(select, dict(_parse_param(p) for p in params)) if select else [parse_feature(f) for f in features]
+        )
+        results = ws.steer_features(
+            chosen,
+            prompt,
+            steer_mode,
+            value,
+            positions=where,
+            together=together,
+            on_generated=on_generated,
+            max_new_tokens=max_new_tokens,
+        )
     except (StoreError, ValueError) as e:
         raise _fail(e) from e
     if as_json:
