@@ -43,11 +43,9 @@ def feature_sections(graph: FeatureGraph, layer: int, index: int, hops: int = 2,
     down = graph.neighbourhood(layer, index, hops=hops, k=k, direction="down")
     up = graph.neighbourhood(layer, index, hops=1, k=k, direction="up")
     for g in (down, up):
-        summaries = {r["id"]: r for r in graph.run("features_by_id", ids=list(g.nodes))}
+        info = {r["id"]: r for r in graph.run("features_by_id", ids=list(g.nodes))}
         for n in g.nodes:
-            full = graph.store.read("MATCH (f:Feature {id: $id}) RETURN f.example_summary AS s", {"id": n})
-            g.nodes[n]["example_summary"] = full[0]["s"] if full else ""
-            g.nodes[n]["top_tokens"] = summaries.get(n, {}).get("top_tokens") or g.nodes[n].get("top_tokens")
+            g.nodes[n]["example_summary"] = info.get(n, {}).get("example_summary") or ""
     downstream = [e.as_json() | {"id": e.id} for e in graph.downstream(layer, index, k=10)]
     card = feature_card_html(
         {**feature, "id": fid},

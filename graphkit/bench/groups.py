@@ -129,11 +129,10 @@ def build_groups(
     describer = _Describer(ws, cfg)
     d, tok = ws.dictionary, ws.model.tokenizer
     for n, (prompt, expected) in enumerate(tqdm(prompts[: cfg.max_prompts], disable=not progress, desc="groups")):
-        base = steer(ws.model, d, prompt, [], max_new_tokens=cfg.max_new_tokens)
-        if base.baseline_answer != extract_answer(expected):
+        context, answer = answer_context(ws.model, prompt, cfg.max_new_tokens)
+        if answer != extract_answer(expected):
             continue
-        words = answer_words(ws, base.baseline_answer)
-        context, _ = answer_context(ws.model, prompt, cfg.max_new_tokens)
+        words = answer_words(ws, answer)
         active = ws.active_features(context)
         info = {r["id"]: r for r in ws.graph.run("features_by_id", ids=[ws.id(l, i) for l, i, _ in active])}
         pool = []
@@ -141,9 +140,7 @@ def build_groups(
             r = info.get(ws.id(layer, index))
             if r is None:
                 continue
-            looks = {normalize_token(t) for t in (r["top_tokens"] or [])} | set(
-                ws.graph.feature(layer, index)["example_tokens"] or []
-            )
+            looks = {normalize_token(t) for t in (r["top_tokens"] or [])} | set(r["example_tokens"] or [])
             shared = len(looks & words)
             if shared:
                 pool.append((layer, index, act, shared))
@@ -170,7 +167,7 @@ def build_groups(
         truth = changed[0]
         distractors = sorted(same, key=lambda p: (-p[3], -p[2]))[: cfg.max_candidates - 1]
         members = sorted([truth, *distractors], key=lambda p: (p[0], p[1]))
-        answer_token = tok(base.baseline_answer, add_special_tokens=False).input_ids[0]
+        answer_token = tok(answer, add_special_tokens=False).input_ids[0]
         outcome = {(l, i): o for (l, i, _, _), o in zip(pool, outcomes, strict=True)}
         candidates = []
         for layer, index, act, _ in members:
@@ -181,7 +178,7 @@ def build_groups(
         yield {
             "id": f"g{n:04d}",
             "prompt": prompt,
-            "answer": base.baseline_answer,
+            "answer": answer,
             "answer_words": sorted(words),
             "answer_token": decode(tok, [answer_token]),
             "steering": {"mode": cfg.mode, "value": cfg.value},

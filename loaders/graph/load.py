@@ -84,27 +84,25 @@ def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Tabl
     is_peak = tok_pos == center[tok_rows]
     peak = np.empty(ex.num_rows, dtype=object)
     peak[tok_rows[is_peak]] = flat.filter(pa.array(is_peak)).to_numpy(zero_copy_only=False)
-    words = _normalize(pa.array(peak, type=pa.string())).to_numpy(zero_copy_only=False)
+    words = _normalize(pa.array(peak, type=pa.string())).fill_null("")
     ranks = ex.column("rank").to_numpy()
-    order = np.lexsort((ranks, row_of))
-    ex_tokens: list[list[str]] = [[] for _ in range(f.num_rows)]
-    fires: dict[str, list] = {"source": [], "word": [], "rank": []}
-    id_list = ids.to_pylist()
-    for n in order:
-        w = words[n]
-        if w:
-            ex_tokens[row_of[n]].append(w)
-            fires["source"].append(id_list[row_of[n]])
-            fires["word"].append(w)
-            fires["rank"].append(int(ranks[n]))
+    order = np.lexsort((ranks, row_of))  # by feature, then rank
+    sel = order[pc.not_equal(words, "").to_numpy(zero_copy_only=False)[order]]  # examples peaking on a word
+    counts = np.bincount(row_of[sel], minlength=f.num_rows)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    ex_tokens = pa.ListArray.from_arrays(offsets, words.take(pa.array(sel)))
+    fires = {
+        "source": pc.take(ids, pa.array(row_of[sel])),
+        "word": words.take(pa.array(sel)),
+        "rank": pa.array(ranks[sel], type=pa.int64()),
+    }
     summary = [""] * f.num_rows
-    tokens = ex.column("tokens").to_pylist() if ex.num_rows else []
-    for n in order:
-        if ranks[n] < 3:
-            toks, c = tokens[n], center[n]
-            marked = "".join(f"«{t}»" if i == c else t for i, t in enumerate(toks)).replace("\n", "⏎")
-            r = row_of[n]
-            summary[r] = f"{summary[r]} | {marked}" if summary[r] else marked
+    top3 = order[ranks[order] < 3]  # the summary shows at most three examples per feature
+    for n, toks in zip(top3, ex.column("tokens").take(pa.array(top3)).to_pylist(), strict=True):
+        c = center[n]
+        marked = "".join(f"«{t}»" if i == c else t for i, t in enumerate(toks)).replace("\n", "⏎")
+        r = row_of[n]
+        summary[r] = f"{summary[r]} | {marked}" if summary[r] else marked
     top_z, gap = f.column("top_word_z").to_numpy(), f.column("word_gap").to_numpy()
     is_motor = np.array([rule(z, g) for z, g in zip(top_z, gap, strict=True)], dtype=bool)
     table = pa.table(
@@ -119,13 +117,13 @@ def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Tabl
             "max": f.column("max"),
             "top_tokens": f.column("top_tokens"),
             "bottom_tokens": f.column("bottom_tokens"),
-            "example_tokens": pa.array(ex_tokens, type=pa.list_(pa.string())),
+            "example_tokens": ex_tokens,
             "example_summary": summary,
             "motor_word": pc.if_else(pa.array(is_motor), f.column("top_word"), pa.scalar(None, pa.string())),
             "motor_score": pc.if_else(pa.array(is_motor), f.column("word_gap"), pa.scalar(None, pa.float64())),
         }
     )
-    return table, pa.table({**fires, "rank": pa.array(fires["rank"], type=pa.int64())})
+    return table, pa.table(fires)
 
 
 def _edge_table(run: Path, dictionary: str) -> pa.Table:
