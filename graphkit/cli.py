@@ -58,13 +58,19 @@ def zoo_build_cmd(work: str, force: bool) -> None:
 @click.option(
     "--corpus",
     required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Text (one document per line), JSONL with 'text', or Parquet with a 'text' column.",
+    help="Text (one document per line), JSONL with 'text', or Parquet with a 'text' column: "
+    "a file, a directory of shards, or a quoted glob.",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--top-k", type=int, default=None, help="Edges kept per feature, each direction.")
-@click.option("--max-tokens", type=int, default=None, help="Stop after about this many tokens.")
-@click.option("--batch-size", type=int, default=None, help="Documents per batch.")
+@click.option("--max-tokens", type=int, default=None, help="Stop after the chunk that reaches this many tokens.")
+@click.option("--context", type=int, default=None, help="Window length incl. BOS (default: the model's).")
+@click.option("--batch-tokens", type=int, default=None, help="Padded tokens per model batch.")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="The model's dtype.")
+@click.option("--memory-budget", default=None, help="Bytes for pair blocks per pass, e.g. 16GB (default: half).")
+@click.option("--exact-pairs", is_flag=True, help="Keep every co-active pair (small dictionaries).")
+@click.option("--ray", "ray_address", default=None, help="Run on Ray: 'auto', 'local' or a cluster address.")
+@click.option("--workers", type=int, default=None, help="Ray workers (one per GPU, or per CPU slot).")
 @click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")
 @click.option("--overwrite", is_flag=True, help="Replace a run directory made from other inputs.")
 def collect(
@@ -74,7 +80,13 @@ def collect(
     out: str,
     top_k: int | None,
     max_tokens: int | None,
-    batch_size: int | None,
+    context: int | None,
+    batch_tokens: int | None,
+    dtype: str | None,
+    memory_budget: str | None,
+    exact_pairs: bool,
+    ray_address: str | None,
+    workers: int | None,
     device: str | None,
     overwrite: bool,
 ) -> None:
@@ -86,24 +98,36 @@ def collect(
 
     from loaders.collect import CollectConfig
     from loaders.collect import collect as run_collect
+    from loaders.pairs import parse_bytes
 
-    base = CollectConfig()
-    stats = dataclasses.replace(
-        base.stats,
-        **{k: v for k, v in {"max_tokens": max_tokens, "batch_size": batch_size}.items() if v is not None},
-    )
-    cfg = dataclasses.replace(
-        base,
-        stats=stats,
-        top_k=top_k or base.top_k,
-        device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
-    )
+    def given(**kw):
+        return {k: v for k, v in kw.items() if v is not None}
+
     try:
-        run = run_collect(model_name, dictionary, Path(corpus), Path(out), cfg, overwrite=overwrite)
+        base = CollectConfig()
+        cfg = dataclasses.replace(
+            base,
+            stats=dataclasses.replace(
+                base.stats, **given(max_tokens=max_tokens, context=context, batch_tokens=batch_tokens)
+            ),
+            device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+            exact_pairs=exact_pairs,
+            **given(
+                top_k=top_k,
+                dtype=dtype,
+                memory_budget=None if memory_budget is None else parse_bytes(memory_budget),
+                ray=ray_address,
+                workers=workers,
+            ),
+        )
+        run = run_collect(model_name, dictionary, corpus, Path(out), cfg, overwrite=overwrite)
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     manifest = __import__("json").loads(run.manifest.read_text())
-    click.echo(f"{run.root}: {manifest['tokens_seen']} tokens from {manifest['documents_seen']} documents")
+    click.echo(
+        f"{run.root}: {manifest['tokens_seen']} tokens in {manifest['windows_seen']} windows "
+        f"from {manifest['documents_seen']} documents"
+    )
     for path in (run.features, run.examples, run.connections):
         click.echo(f"  {path}")
 

@@ -1,15 +1,21 @@
 """``graphkit collect``: model + dictionary + corpus → a run directory.
 
 Stages meet at files (STYLE.md item 9); a stage whose output exists is skipped when the run's
-inputs are the same, and the statistics pass resumes from its checkpoint:
+inputs are the same, and a pass resumes from its checkpoint:
 
-1. ``stats/``: the streaming pass (`loaders.stats`), checkpointed, marked done in the manifest;
+1. passes over the corpus (`loaders.stats`). The first computes the per-feature statistics
+   (``stats/``) and the first group of pair blocks; each further pass accumulates the next
+   group (`loaders.pairs.BlockPlan`, sized by ``memory_budget``) over the same windows. After
+   each pass its blocks are reduced to top-k edge candidates (``pairs/candidates-P``) and
+   freed, so memory holds one group at a time. ``exact_pairs`` keeps every co-active pair
+   instead, in one pass;
 2. ``features.parquet``: per feature layer, index, count, density, mean, max, histogram,
    logit-lens top/bottom tokens and values;
 3. ``examples.parquet``: per feature its top activating examples (token ids, tokens,
    per-token activations, decoded window);
 4. ``connections.parquet``: kept edges (`loaders.connections.edges`);
-5. ``manifest.json``: model, dictionary, corpus path and hash, tokens seen, options, versions.
+5. ``manifest.json``: model, dictionary, corpus path and hash, documents, windows and tokens
+   seen, the block plan (blocks, passes, bytes), options, versions.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -25,12 +32,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
 
-from loaders.connections import edges, top_unembeds
-from loaders.corpus import file_hash, read_documents
-from loaders.dictionary import load_dictionary
+from loaders.connections import Candidates, dense_candidates, edge_table, sparse_candidates, top_unembeds
+from loaders.corpus import Corpus, CorpusError, Cursor, split_key
+from loaders.dictionary import Dictionary, load_dictionary
 from loaders.model import HookedModel
-from loaders.stats import HIST_EDGES, FeatureStats, StatsConfig, stream_statistics
+from loaders.pairs import BlockPlan, PairState, SparsePairs, default_budget
+from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, StatsConfig, stream_pass
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -43,10 +55,22 @@ class CollectConfig:
     """Logit-lens top and bottom tokens kept per feature."""
     stats: StatsConfig = field(default_factory=StatsConfig)
     device: str = "cpu"
+    dtype: str = "fp32"
+    """The model's dtype for the pass (fp32, bf16, fp16); encoders and statistics stay fp32."""
+    exact_pairs: bool = False
+    """Keep every co-active pair exactly (sparse float64): small dictionaries, the test oracle."""
+    memory_budget: int | None = None
+    """Bytes for dense pair blocks per pass (default: half the device's memory)."""
+    ray: str | None = None
+    """Run each pass on Ray workers ('auto', 'local' or a cluster address); None: in process."""
+    workers: int | None = None
+    """Ray workers (default: one per GPU, else one per CPU slot)."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1 or self.n_unembeds < 1:
             raise ValueError("CollectConfig: top_k and n_unembeds must be ≥ 1")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"CollectConfig: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +86,12 @@ class RunFiles:
     @property
     def stats(self) -> Path:
         return self.root / "stats"
+
+    def pass_state(self, p: int) -> Path:
+        return self.root / "pairs" / f"pass-{p}"
+
+    def candidates(self, p: int) -> Path:
+        return self.root / "pairs" / f"candidates-{p}.safetensors"
 
     @property
     def features(self) -> Path:
@@ -88,10 +118,33 @@ def _write_json(data: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class Progress:
+    """tokens/s and ETA (by corpus bytes) over the passes of a run."""
+
+    def __init__(self, passes: int, enabled: bool):
+        self.passes = passes
+        self.bar = tqdm(total=1000 * passes, unit="‰", disable=not enabled, desc="collect", bar_format=_BAR)
+        self.start, self.tokens, self.pass_ = time.monotonic(), 0, 0
+
+    def __call__(self, n: int, fraction: float) -> None:
+        """`n` more tokens; `fraction` of this pass's corpus done."""
+        self.tokens += n
+        done = 1000 * self.pass_ + int(1000 * fraction)
+        self.bar.update(done - self.bar.n)
+        rate = self.tokens / max(time.monotonic() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"pass {self.pass_ + 1}/{self.passes}, {rate:,.0f} tok/s", refresh=True)
+
+    def next_pass(self) -> None:
+        self.pass_ += 1
+
+
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"
+
+
 def collect(
     model_name: str,
     dictionary_name: str,
-    corpus: Path,
+    corpus: str | Path,
     out: Path,
     cfg: CollectConfig = CollectConfig(),
     overwrite: bool = False,
@@ -99,13 +152,14 @@ def collect(
 ) -> RunFiles:
     """Run every stage into `out` (module docstring) and return its paths."""
     run = RunFiles(Path(out))
-    corpus = Path(corpus)
-    docs = read_documents(corpus)
+    source = Corpus(corpus)
+    if next(source.records(), None) is None:
+        raise CorpusError(f"{corpus}: the corpus holds no documents (empty files or only blank lines)")
     inputs = {
         "model": model_name,
         "dictionary": dictionary_name,
-        "corpus": {"path": str(corpus.resolve()), "sha256": file_hash(corpus), "documents": len(docs)},
-        "options": asdict(cfg) | {"device": None},
+        "corpus": source.fingerprint(),
+        "options": asdict(cfg) | {"device": None, "ray": None, "workers": None},
     }
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     manifest = json.loads(run.manifest.read_text()) if run.manifest.exists() else None
@@ -122,9 +176,14 @@ def collect(
         manifest = {"inputs_key": key, **inputs, "stages": {}}
         _write_json(manifest, run.manifest)
 
-    model = HookedModel.load(model_name, device=cfg.device)
-    d = load_dictionary(dictionary_name).to(model.device)
+    model = HookedModel.load(model_name, device=cfg.device, dtype=DTYPES[cfg.dtype])
+    d = load_dictionary(dictionary_name).encoders_to(model.device)
     d.check_model(model.d_model, model.n_layers, where=dictionary_name)
+    L, F = len(d.layers), d.n_features
+    budget = cfg.memory_budget or default_budget(cfg.device)
+    plan = None if cfg.exact_pairs else BlockPlan.make(L, F, budget)
+    passes = 1 if plan is None else max(plan.passes, 1)
+    manifest["pairs"] = {"exact": True} if plan is None else plan.describe() | {"budget": budget}
 
     def done(stage: str, path: Path) -> bool:
         return bool(manifest["stages"].get(stage)) and path.exists()
@@ -133,14 +192,26 @@ def collect(
         manifest["stages"][stage] = True
         _write_json(manifest, run.manifest)
 
-    if done("stats", run.stats):
-        stats = FeatureStats.load(run.stats)
-    else:
-        stats = stream_statistics(model, d, docs, cfg.stats, checkpoint=run.stats, progress=progress)
-        manifest["tokens_seen"] = stats.tokens
-        manifest["documents_seen"] = stats.docs_done
-        manifest["versions"] = {p: version(p) for p in ("graphkit", "torch", "transformers")}
-        manifest |= {"dictionary_kind": d.kind, "read_site": d.read_site, "write_site": d.write_site}
+    bar = Progress(passes, progress)
+    (run.root / "pairs").mkdir(exist_ok=True)
+    for p in range(passes):
+        if not done(f"pairs-{p}", run.candidates(p)):
+            t0 = time.perf_counter()
+            stats, state = _pass(p, run, model, d, source, cfg, plan, manifest, bar, (model_name, dictionary_name))
+            t1 = time.perf_counter()
+            cands = Candidates.empty() if state.pairs is None else _candidates(model, d, stats, state.pairs, cfg.top_k)
+            cands.save(run.candidates(p))
+            timings = manifest.setdefault("seconds", {})
+            timings |= {f"pass-{p}": round(t1 - t0, 3), f"edges-{p}": round(time.perf_counter() - t1, 3)}
+            mark(f"pairs-{p}")
+            if p == 0:  # keep the statistics, drop the pass's pair sums
+                PassState(stats, None, state.cursor, done=True).save(run.stats)
+            else:
+                shutil.rmtree(run.pass_state(p), ignore_errors=True)
+        bar.next_pass()
+    bar.bar.close()
+    stats = FeatureStats.load(run.stats)
+    if not manifest["stages"].get("stats"):
         mark("stats")
 
     vocab = _token_strings(model)
@@ -151,9 +222,83 @@ def collect(
         _write_parquet(_examples_table(d.layers, stats, vocab, model.tokenizer), run.examples)
         mark("examples")
     if not done("connections", run.connections):
-        _write_parquet(pa.table(edges(model, d, stats, top_k=cfg.top_k)), run.connections)
+        cands = Candidates.empty()
+        for p in range(passes):
+            cands = cands.concat(Candidates.load(run.candidates(p)))
+        _write_parquet(pa.table(edge_table(cands.prune(cfg.top_k), d.layers, F)), run.connections)
         mark("connections")
     return run
+
+
+def _pass(
+    p: int,
+    run: RunFiles,
+    model: HookedModel,
+    d: Dictionary,
+    source: Corpus,
+    cfg: CollectConfig,
+    plan: BlockPlan | None,
+    manifest: dict,
+    bar: Progress,
+    names: tuple[str, str],
+) -> tuple[FeatureStats, PassState]:
+    """Pass `p` over the corpus (resumed from its checkpoint): the statistics and its pair state."""
+    L, F, dev = len(d.layers), d.n_features, str(model.device)
+    spec = PassSpec(
+        L,
+        F,
+        cfg.stats.top_k,
+        cfg.stats.window,
+        stats=p == 0,
+        exact=plan is None,
+        blocks=() if plan is None or not plan.groups else plan.groups[p],
+    )
+    path = run.stats if p == 0 else run.pass_state(p)
+    stop_at = None if p == 0 else Cursor(*manifest["end_cursor"])
+    if cfg.ray is not None:
+        from loaders import distributed
+
+        if cfg.stats.max_tokens is not None:
+            raise ValueError("--max-tokens stops a single stream; with --ray choose the shards instead")
+        distributed.init(cfg.ray)
+        worker = distributed.WorkerSpec(*names, source.spec, cfg.stats, cfg.dtype)
+        workers = cfg.workers or distributed.default_workers()
+        state = distributed.distributed_pass(worker, spec, workers, path, stop_at, bar)
+    else:
+        state = PassState.load(path, dev) if PassState.exists(path) else spec.fresh(dev)
+        if state.shards_done is not None:
+            raise ValueError(f"checkpoint {path} was written by a --ray run; resume it with --ray or delete it")
+        s = state.stats
+        if (s is not None) != spec.stats or (s is not None and (s.k, s.window) != (spec.top_k, spec.window)):
+            raise ValueError(f"checkpoint {path} was made with other options; delete it to start over")
+
+        def report(n: int, cursor: Cursor) -> None:
+            bar(n, source.fraction(cursor))
+
+        state = stream_pass(model, d, source, cfg.stats, state, path, stop_at=stop_at, progress=report)
+    if p > 0:
+        return FeatureStats.load(run.stats), state
+    stats = state.stats
+    assert stats is not None
+    c = state.cursor
+    manifest |= {
+        "tokens_seen": stats.tokens,
+        "documents_seen": stats.documents,
+        "windows_seen": stats.windows,
+        "context": cfg.stats.context or model.context,
+        "end_cursor": [c.shard, c.record, c.offset],
+        "versions": {name: version(name) for name in ("graphkit", "torch", "transformers")},
+        "dictionary_kind": d.kind,
+        "read_site": d.read_site,
+        "write_site": d.write_site,
+    }
+    return stats, state
+
+
+def _candidates(model: HookedModel, d, stats: FeatureStats, pairs: PairState, top_k: int) -> Candidates:
+    if isinstance(pairs, SparsePairs):
+        return sparse_candidates(model, d, stats, pairs).prune(top_k)
+    return dense_candidates(model, d, stats, pairs, top_k)
 
 
 def _token_strings(model: HookedModel) -> list[str]:
@@ -193,6 +338,7 @@ def _examples_table(layers: tuple[int, ...], stats: FeatureStats, vocab: list[st
     slot, g = np.nonzero(np.isfinite(stats.top_val))
     order = np.lexsort((slot, g))
     slot, g = slot[order], g[order]
+    shard, record, window = split_key(stats.top_key[slot, g])
     toks = stats.top_tok[slot, g]  # (n, window)
     acts = stats.top_act[slot, g]
     valid = toks >= 0
@@ -203,7 +349,9 @@ def _examples_table(layers: tuple[int, ...], stats: FeatureStats, vocab: list[st
             "index": (g % F).astype(np.int64),
             "rank": slot.astype(np.int64),
             "activation": stats.top_val[slot, g].astype(np.float64),
-            "doc": stats.top_doc[slot, g],
+            "shard": shard,
+            "record": record,
+            "window": window,
             "position": stats.top_pos[slot, g],
             "center": (stats.window - (~valid[:, : stats.window]).sum(1)).astype(np.int64),
             "token_ids": pa.array(token_ids, type=pa.list_(pa.int64())),

@@ -13,18 +13,30 @@ for RMSNorm); freezing σ at σ̄_{l_t}, its corpus mean over the statistics' po
 linear and ẽ_t = Nᵀ e_t = c(γ ⊙ e_t) / σ̄ (the norm's bias is constant and drops out).
 
 C_st / μ_t = C_sum / sum_t: the token count cancels. Only pairs that co-activate at least
-once have non-zero ERA or TWERA, so candidates are the non-zeros of the sparse pair sums.
+once have non-zero ERA or TWERA. Edges are chosen in two steps:
+
+1. candidates: from exact sparse sums, every co-active pair (`sparse_candidates`); from dense
+   blocks, each block's per-row and per-column top-k, ties kept (`dense_candidates`);
+2. `Candidates.prune`: each source's top-k targets ∪ each target's top-k sources under one
+   total order (|TWERA| descending, then the other end's id), so both paths keep the same set.
+
 V is computed block by block (source layer × target layer, source rows in chunks).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
+from safetensors.numpy import load_file as load_np
+from safetensors.numpy import save_file as save_np
 from torch import Tensor
 
 from loaders.dictionary import Dictionary
 from loaders.model import HookedModel
+from loaders.pairs import DenseBlocks, PairState, SparsePairs
 from loaders.stats import FeatureStats
 
 RAW_SITES = ("resid_mid", "resid_pre", "resid_post")
@@ -65,83 +77,170 @@ def virtual_weight_block(
     dec = summed_decoder(d, source_layer, target_layer)
     if dec is None:
         return torch.zeros(len(range(d.n_features)[rows]), d.n_features, dtype=torch.float64)
-    return dec[rows] @ enc[target_layer].T
+    e = enc[target_layer]
+    return dec[rows].to(e.device) @ e.T
 
 
-def edges(
-    model: HookedModel, d: Dictionary, stats: FeatureStats, top_k: int = 32, chunk: int = 4096
-) -> dict[str, np.ndarray]:
-    """Kept edges: each source's top-k downstream and each target's top-k upstream by |TWERA|.
+@dataclass
+class Candidates:
+    """Edges that may be in the final top-k: global source and target ids with V, ERA, TWERA."""
 
-    Returns columns source_layer, source_index, target_layer, target_index, virtual_weight,
-    era, twera (int64 / float64), one row per distinct (source, target), sorted by source
-    then descending |TWERA|.
-    """
+    src: np.ndarray  # (edge,) int64
+    tgt: np.ndarray  # (edge,) int64
+    v: np.ndarray  # (edge,) float64
+    era: np.ndarray
+    twera: np.ndarray
+
+    @staticmethod
+    def empty() -> Candidates:
+        i, f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return Candidates(i, i, f, f, f)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def take(self, sel: np.ndarray) -> Candidates:
+        return Candidates(self.src[sel], self.tgt[sel], self.v[sel], self.era[sel], self.twera[sel])
+
+    def concat(self, other: Candidates) -> Candidates:
+        return Candidates(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in _FIELDS))
+
+    def prune(self, k: int) -> Candidates:
+        """Each source's top-k targets ∪ each target's top-k sources by |TWERA| (zeros dropped).
+
+        Ties are broken by the other end's global id, lowest first: one total order, so
+        pruning early (block by block, pass by pass) keeps exactly what pruning once would.
+        """
+        nz = self.take(self.twera != 0)
+        score = np.abs(nz.twera)
+        keep = _top_k_per_group(nz.src, nz.tgt, score, k) | _top_k_per_group(nz.tgt, nz.src, score, k)
+        return nz.take(keep)
+
+    def save(self, path: Path) -> None:
+        save_np({f: getattr(self, f) for f in _FIELDS}, str(path))
+
+    @staticmethod
+    def load(path: Path) -> Candidates:
+        a = load_np(str(path))
+        return Candidates(*(a[f] for f in _FIELDS))
+
+
+_FIELDS = ("src", "tgt", "v", "era", "twera")
+
+
+def _weights(c_sum: np.ndarray, i_sum: np.ndarray, v: np.ndarray, sum_t: np.ndarray, tokens: int):
+    """(ERA, TWERA) from pair sums, the targets' activation sums and V (DESIGN.md)."""
+    twera = np.where(sum_t > 0, c_sum / np.where(sum_t > 0, sum_t, 1.0), 0.0) * v
+    era = i_sum / max(tokens, 1) * v
+    return era, twera
+
+
+def sparse_candidates(
+    model: HookedModel, d: Dictionary, stats: FeatureStats, pairs: SparsePairs, chunk: int = 4096
+) -> Candidates:
+    """Every co-active pair of the exact sparse sums (`--exact-pairs`), with V, ERA and TWERA."""
     F, L = d.n_features, len(d.layers)
     enc = residual_encoders(model, d, stats.sigma_mlp_mean)
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("src", "tgt", "v", "era", "twera")}
+    out = Candidates.empty()
     for i in range(L - 1):
-        C = stats.C[i].tocoo()
-        I = stats.I[i].tocsr()
-        if C.nnz == 0:
-            continue
-        later_block = C.col // F  # 0 → layer i+1
         for j in range(i + 1, L):
-            sel = later_block == (j - i - 1)
-            src, tgt_local = C.row[sel], C.col[sel] - (j - i - 1) * F
-            c_sum = C.data[sel]
-            i_sum = np.asarray(I[src, C.col[sel]]).ravel()
+            C, I = pairs.block(i, j)
+            C = C.tocoo()
+            if C.nnz == 0:
+                continue
+            src, tgt = C.row.astype(np.int64), C.col.astype(np.int64)
+            i_sum = np.asarray(I.tocsr()[src, tgt]).ravel()
             v = np.empty(len(src), np.float64)
             for start in range(0, F, chunk):
                 in_chunk = (src >= start) & (src < start + chunk)
-                if not in_chunk.any():
-                    continue
-                block = virtual_weight_block(d, enc, d.layers[i], d.layers[j], slice(start, start + chunk))
-                v[in_chunk] = block.numpy()[src[in_chunk] - start, tgt_local[in_chunk]]
-            t_glob = j * F + tgt_local
-            sum_t = stats.sum[t_glob]
-            twera = np.where(sum_t > 0, c_sum / np.where(sum_t > 0, sum_t, 1.0), 0.0) * v
-            era = i_sum / max(stats.tokens, 1) * v
-            cols["src"].append(i * F + src)
-            cols["tgt"].append(t_glob)
-            cols["v"].append(v)
-            cols["era"].append(era)
-            cols["twera"].append(twera)
-    if not cols["src"]:
-        empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
-        return {
-            "source_layer": empty_i,
-            "source_index": empty_i,
-            "target_layer": empty_i,
-            "target_index": empty_i,
-            "virtual_weight": empty_f,
-            "era": empty_f,
-            "twera": empty_f,
-        }
-    src, tgt = np.concatenate(cols["src"]), np.concatenate(cols["tgt"])
-    v, era, twera = (np.concatenate(cols[k]) for k in ("v", "era", "twera"))
-    nonzero = twera != 0
-    src, tgt, v, era, twera = src[nonzero], tgt[nonzero], v[nonzero], era[nonzero], twera[nonzero]
-    keep = _top_k_per_group(src, np.abs(twera), top_k) | _top_k_per_group(tgt, np.abs(twera), top_k)
-    src, tgt, v, era, twera = src[keep], tgt[keep], v[keep], era[keep], twera[keep]
-    order = np.lexsort((tgt, -np.abs(twera), src))
-    layers = np.asarray(d.layers, dtype=np.int64)
+                if in_chunk.any():
+                    block = virtual_weight_block(d, enc, d.layers[i], d.layers[j], slice(start, start + chunk))
+                    v[in_chunk] = block.numpy()[src[in_chunk] - start, tgt[in_chunk]]
+            era, twera = _weights(C.data, i_sum, v, stats.sum[j * F + tgt], stats.tokens)
+            out = out.concat(Candidates(i * F + src, j * F + tgt, v, era, twera))
+    return out
+
+
+def dense_candidates(
+    model: HookedModel, d: Dictionary, stats: FeatureStats, blocks: DenseBlocks, top_k: int, chunk: int = 4096
+) -> Candidates:
+    """Top-k candidates of each dense block: per source row and per target column, ties kept.
+
+    A source's (or target's) overall top-k lies in the union of its per-block top-k, so
+    `Candidates.prune` of everything gathered over all blocks equals pruning all pairs.
+    """
+    F = d.n_features
+    enc = residual_encoders(model, d, stats.sigma_mlp_mean)
+    out = Candidates.empty()
+    for i, j in blocks.blocks:
+        C_blk, I_blk = blocks.block(i, j)
+        sum_t = torch.from_numpy(stats.sum[j * F : (j + 1) * F])
+        found = Candidates.empty()
+        for start in range(0, F, chunk):
+            rows = slice(start, start + chunk)
+            V = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows)  # (src, tgt) float64
+            c = C_blk[rows].double().cpu()
+            tw = torch.where(sum_t > 0, c / torch.where(sum_t > 0, sum_t, 1.0), 0.0) * V
+            score = tw.abs()
+            kk = min(top_k, score.shape[1])
+            row_kth = score.topk(kk, dim=1).values[:, -1:]
+            col_kth = score.topk(min(top_k, score.shape[0]), dim=0).values[-1:]
+            pick = (score > 0) & ((score >= row_kth) | (score >= col_kth))
+            s_loc, t_loc = pick.nonzero(as_tuple=True)
+            c_sum = c[s_loc, t_loc].numpy()
+            i_sum = I_blk[rows].double().cpu()[s_loc, t_loc].numpy()
+            v = V[s_loc, t_loc].numpy()
+            tgt = t_loc.numpy().astype(np.int64)
+            era, twera = _weights(c_sum, i_sum, v, stats.sum[j * F + tgt], stats.tokens)
+            found = found.concat(Candidates(i * F + start + s_loc.numpy(), j * F + tgt, v, era, twera))
+        out = out.concat(found).prune(top_k)
+    return out
+
+
+def edges(
+    model: HookedModel,
+    d: Dictionary,
+    stats: FeatureStats,
+    pairs: PairState | Candidates,
+    top_k: int = 32,
+) -> dict[str, np.ndarray]:
+    """Kept edges: each source's top-k downstream and each target's top-k upstream by |TWERA|.
+
+    `pairs` is an exact sparse state, one dense group, or candidates gathered over all groups.
+    Returns columns source_layer, source_index, target_layer, target_index, virtual_weight,
+    era, twera (int64 / float64), one row per distinct (source, target), sorted by source
+    then descending |TWERA| (then target).
+    """
+    if isinstance(pairs, SparsePairs):
+        cands = sparse_candidates(model, d, stats, pairs)
+    elif isinstance(pairs, DenseBlocks):
+        cands = dense_candidates(model, d, stats, pairs, top_k)
+    else:
+        cands = pairs
+    return edge_table(cands.prune(top_k), d.layers, d.n_features)
+
+
+def edge_table(c: Candidates, layers: tuple[int, ...], F: int) -> dict[str, np.ndarray]:
+    """The connections table of kept candidates (see `edges`)."""
+    order = np.lexsort((c.tgt, -np.abs(c.twera), c.src))
+    lay = np.asarray(layers, dtype=np.int64)
+    src, tgt = c.src[order], c.tgt[order]
     return {
-        "source_layer": layers[src[order] // F],
-        "source_index": (src[order] % F).astype(np.int64),
-        "target_layer": layers[tgt[order] // F],
-        "target_index": (tgt[order] % F).astype(np.int64),
-        "virtual_weight": v[order],
-        "era": era[order],
-        "twera": twera[order],
+        "source_layer": lay[src // F],
+        "source_index": (src % F).astype(np.int64),
+        "target_layer": lay[tgt // F],
+        "target_index": (tgt % F).astype(np.int64),
+        "virtual_weight": c.v[order],
+        "era": c.era[order],
+        "twera": c.twera[order],
     }
 
 
-def _top_k_per_group(group: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
-    """Mask of the k highest-scoring rows of each group (ties broken by row order)."""
-    order = np.lexsort((np.arange(len(group)), -score, group))
+def _top_k_per_group(group: np.ndarray, other: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the k highest-scoring rows of each group (ties: lowest `other` first)."""
+    order = np.lexsort((other, -score, group))
     g = group[order]
-    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1] if len(g) else np.zeros(0, np.int64)
     rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
     mask = np.zeros(len(group), bool)
     mask[order[rank < k]] = True

@@ -25,6 +25,7 @@ File layouts (weights are stored (feature, d_model) unless noted):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,22 @@ class Dictionary:
             },
             model_name=self.model_name,
             name=self.name,
+        )
+
+    def encoders_to(self, device: str | torch.device) -> Dictionary:
+        """Encoders (weights, biases, thresholds) on `device`; decoders stay where they are.
+
+        The statistics pass reads only encoders; decoders are read on the host, block by
+        block, when virtual weights and unembeds are computed.
+        """
+        return dataclasses.replace(
+            self,
+            W_enc={k: v.to(device) for k, v in self.W_enc.items()},
+            b_enc={k: v.to(device) for k, v in self.b_enc.items()},
+            activation={
+                k: Activation(a.kind, None if a.threshold is None else a.threshold.to(device), a.k)
+                for k, a in self.activation.items()
+            },
         )
 
     def check_model(self, d_model: int, n_layers: int, where: str = "") -> None:

@@ -164,6 +164,11 @@ class HookedModel:
         return cls(model, tokenizer, name=str(name_or_path))
 
     @property
+    def context(self) -> int:
+        """Longest sequence the model takes (its position embeddings)."""
+        return int(getattr(self.model.config, "max_position_embeddings", 1024) or 1024)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

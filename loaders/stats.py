@@ -1,21 +1,26 @@
 """One streaming pass over a corpus: per-feature statistics, top examples, pair sums.
 
 Features are indexed globally: g = i · n_features + index for the i-th dictionary layer.
-Per batch of documents (BOS / position 0 and padding excluded, DESIGN.md):
+Per chunk of windows (`loaders.corpus`), per batch (BOS / position 0 and padding excluded):
 
-1. run the model, capture each dictionary layer's read site and the norm inputs, encode;
+1. run the model in its own dtype, capture each dictionary layer's read site and the norm
+   inputs; encode one layer at a time (only encoders live on the device);
 2. update per-feature count (a > 0), sum, max, a log₂-binned histogram of positive values;
-3. update the pair sums behind ERA and TWERA for sources s and targets t with l_s < l_t,
-   kept sparse (scipy CSR; never a dense n_features × n_features matrix):
-       C_sum[s, t] = Σ a_s a_t          I_sum[s, t] = Σ 1(a_t > 0) a_s
-   stored per source layer as a (feature, later-layer features) matrix;
-4. merge each feature's top-k documents by its maximum activation in the document, keeping a
-   window of token ids and per-token activations around the maximum;
-5. add the norm denominators σ at each layer's MLP norm and at the final norm, whose corpus
-   means freeze the norms for virtual weights and the logit lens.
+3. merge each feature's top-k windows by its maximum activation in the window (ties go to
+   the earlier window in stream order), keeping token ids and activations around the maximum;
+4. add the norm denominators σ at each layer's MLP norm and at the final norm, whose corpus
+   means freeze the norms for virtual weights and the logit lens;
+5. collect the chunk's non-zeros (`loaders.pairs.NonZeros`); at the chunk's end they update
+   the pair sums of this pass (`loaders.pairs`).
 
-The state checkpoints atomically every `checkpoint_every` batches; a pass that finds a
-checkpoint resumes from its document cursor and ends with the same result.
+Steps 2–4 run on the device; only the chunk's sparse non-zeros leave it. A pass over a later
+group of pair blocks (`--memory-budget`) skips steps 2–4.
+
+The state is mergeable: `FeatureStats.merge` adds counts, sums, histograms and σ sums, takes
+maxima, and merges top-k by (activation descending, window key ascending), so merging the
+states of shards A and B equals one pass over A then B (exactly, but for float rounding of
+sums). It checkpoints atomically every `checkpoint_every` chunks at a chunk boundary; a pass
+that finds a checkpoint resumes from its cursor and ends bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -23,20 +28,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from safetensors.numpy import load_file as load_np
 from safetensors.numpy import save_file as save_np
 from torch import Tensor
 from tqdm import tqdm
 
-from loaders.corpus import Batch, batches
+from loaders.corpus import NO_KEY, Batch, Corpus, Cursor, chunks, pack, pad_id
 from loaders.dictionary import Dictionary
 from loaders.model import HookedModel, Site
+from loaders.pairs import DenseBlocks, NonZeros, PairState, SparsePairs
 
 HIST_EDGES = np.exp2(np.arange(-10, 11, 0.5))  # 41 edges → 42 bins incl. under/overflow
 """Histogram bin edges for positive activations (log₂ spaced, 2⁻¹⁰ … 2¹⁰)."""
@@ -46,47 +52,54 @@ HIST_EDGES = np.exp2(np.arange(-10, 11, 0.5))  # 41 edges → 42 bins incl. unde
 class StatsConfig:
     """Options of the streaming pass."""
 
-    batch_size: int = 32
-    """Documents per batch."""
+    batch_tokens: int = 4096
+    """Padded tokens per model batch (rows × longest window)."""
+    chunk_tokens: int = 16384
+    """Tokens per chunk: the unit of length bucketing, pair-sum updates and checkpoints."""
+    context: int | None = None
+    """Window length including BOS (default: the model's context)."""
     top_k: int = 10
-    """Top activating examples kept per feature (one per document)."""
+    """Top activating examples kept per feature (one per window)."""
     window: int = 8
     """Tokens kept on each side of an example's maximum."""
     max_tokens: int | None = None
-    """Stop after this many counted tokens (whole batches)."""
-    checkpoint_every: int = 50
-    """Batches between checkpoints."""
-    merge_every: int = 16
-    """Batches whose sparse pair sums are buffered before merging into the totals."""
+    """Stop after the chunk that reaches this many counted tokens."""
+    checkpoint_every: int = 16
+    """Chunks between checkpoints."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.top_k < 1 or self.window < 0:
-            raise ValueError("StatsConfig: batch_size and top_k must be ≥ 1, window ≥ 0")
+        if self.batch_tokens < 2 or self.chunk_tokens < 1 or self.top_k < 1 or self.window < 0:
+            raise ValueError("StatsConfig: batch_tokens ≥ 2, chunk_tokens and top_k ≥ 1, window ≥ 0")
+        if self.context is not None and self.context < 2:
+            raise ValueError("StatsConfig: context must be ≥ 2 (BOS + one token)")
+
+
+TOP_FIELDS = ("top_val", "top_key", "top_pos", "top_tok", "top_act")
+ARRAYS = ("count", "sum", "max", "hist", "sigma_mlp", *TOP_FIELDS)
 
 
 @dataclass
 class FeatureStats:
-    """Accumulated statistics; arrays are indexed by global feature g."""
+    """Accumulated per-feature statistics; arrays are indexed by global feature g."""
 
     n_layers: int
     n_features: int
     k: int
     window: int
     tokens: int = 0
-    docs_done: int = 0
+    documents: int = 0
+    windows: int = 0
+    sigma_final: float = 0.0  # Σ σ at the final norm
     count: np.ndarray = field(init=False)  # (g,) int64
     sum: np.ndarray = field(init=False)  # (g,) float64
     max: np.ndarray = field(init=False)  # (g,) float32
     hist: np.ndarray = field(init=False)  # (g, bins) int64
     sigma_mlp: np.ndarray = field(init=False)  # (layer,) Σ σ at each dictionary layer's MLP norm
-    sigma_final: float = 0.0  # Σ σ at the final norm
     top_val: np.ndarray = field(init=False)  # (k, g) float32, −inf when empty
-    top_doc: np.ndarray = field(init=False)  # (k, g) int64
-    top_pos: np.ndarray = field(init=False)  # (k, g) int64
-    top_tok: np.ndarray = field(init=False)  # (k, g, 2w+1) int64, −1 outside the document
+    top_key: np.ndarray = field(init=False)  # (k, g) int64 window key, NO_KEY when empty
+    top_pos: np.ndarray = field(init=False)  # (k, g) int64 position in the window
+    top_tok: np.ndarray = field(init=False)  # (k, g, 2w+1) int64, −1 outside the window
     top_act: np.ndarray = field(init=False)  # (k, g, 2w+1) float32
-    C: list[sp.csr_matrix] = field(init=False)  # per source layer i: (feature, later features)
-    I: list[sp.csr_matrix] = field(init=False)
 
     def __post_init__(self) -> None:
         g, w = self.n_layers * self.n_features, 2 * self.window + 1
@@ -96,99 +109,52 @@ class FeatureStats:
         self.hist = np.zeros((g, len(HIST_EDGES) + 1), np.int64)
         self.sigma_mlp = np.zeros(self.n_layers, np.float64)
         self.top_val = np.full((self.k, g), -np.inf, np.float32)
-        self.top_doc = np.full((self.k, g), -1, np.int64)
+        self.top_key = np.full((self.k, g), NO_KEY, np.int64)
         self.top_pos = np.full((self.k, g), -1, np.int64)
         self.top_tok = np.full((self.k, g, w), -1, np.int64)
         self.top_act = np.zeros((self.k, g, w), np.float32)
-        F = self.n_features
-        self.C = [sp.csr_matrix((F, (self.n_layers - 1 - i) * F)) for i in range(self.n_layers - 1)]
-        self.I = [m.copy() for m in self.C]
 
-    # -- persistence ---------------------------------------------------------------------
+    # -- merging ----------------------------------------------------------------------------
+    def merge(self, other: FeatureStats) -> None:
+        """Add `other` (a pass over other windows) into this state."""
+        if (other.n_layers, other.n_features, other.k, other.window) != (
+            self.n_layers,
+            self.n_features,
+            self.k,
+            self.window,
+        ):
+            raise ValueError("cannot merge statistics made with other dictionaries or options")
+        self.tokens += other.tokens
+        self.documents += other.documents
+        self.windows += other.windows
+        self.sigma_final += other.sigma_final
+        self.count += other.count
+        self.sum += other.sum
+        np.maximum(self.max, other.max, out=self.max)
+        self.hist += other.hist
+        self.sigma_mlp += other.sigma_mlp
+        mine = {f: torch.from_numpy(getattr(self, f)) for f in TOP_FIELDS}
+        theirs = {f: torch.from_numpy(np.require(getattr(other, f), requirements="W")) for f in TOP_FIELDS}
+        merge_top(mine, theirs)
+
+    # -- persistence ------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write atomically: into a temporary directory, then rename over `path`."""
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        arrays = {
-            name: getattr(self, name)
-            for name in (
-                "count",
-                "sum",
-                "max",
-                "hist",
-                "sigma_mlp",
-                "top_val",
-                "top_doc",
-                "top_pos",
-                "top_tok",
-                "top_act",
-            )
-        }
-        for name in ("C", "I"):
-            for i, m in enumerate(getattr(self, name)):
-                m = m.tocsr()
-                arrays |= {
-                    f"{name}{i}.data": m.data,
-                    f"{name}{i}.indices": m.indices.astype(np.int64),
-                    f"{name}{i}.indptr": m.indptr.astype(np.int64),
-                }
-        save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / "state.safetensors"))
-        meta = {
-            "n_layers": self.n_layers,
-            "n_features": self.n_features,
-            "k": self.k,
-            "window": self.window,
-            "tokens": self.tokens,
-            "docs_done": self.docs_done,
-            "sigma_final": self.sigma_final,
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        old = path.with_name(path.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+        save_np({n: np.ascontiguousarray(getattr(self, n)) for n in ARRAYS}, str(path / "stats.safetensors"))
+        meta = {k: getattr(self, k) for k in ("n_layers", "n_features", "k", "window", "tokens", "documents")}
+        meta |= {"windows": self.windows, "sigma_final": self.sigma_final}
+        (path / "stats.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, path: Path) -> FeatureStats:
-        meta = json.loads((path / "meta.json").read_text())
+        meta = json.loads((path / "stats.json").read_text())
         s = cls(meta["n_layers"], meta["n_features"], meta["k"], meta["window"])
-        s.tokens, s.docs_done, s.sigma_final = meta["tokens"], meta["docs_done"], meta["sigma_final"]
-        arrays = load_np(str(path / "state.safetensors"))
-        for name in (
-            "count",
-            "sum",
-            "max",
-            "hist",
-            "sigma_mlp",
-            "top_val",
-            "top_doc",
-            "top_pos",
-            "top_tok",
-            "top_act",
-        ):
-            setattr(s, name, arrays[name])
-        F = s.n_features
-        for name in ("C", "I"):
-            mats = []
-            for i in range(s.n_layers - 1):
-                shape = (F, (s.n_layers - 1 - i) * F)
-                mats.append(
-                    sp.csr_matrix(
-                        (
-                            arrays[f"{name}{i}.data"],
-                            arrays[f"{name}{i}.indices"],
-                            arrays[f"{name}{i}.indptr"],
-                        ),
-                        shape=shape,
-                    )
-                )
-            setattr(s, name, mats)
+        s.tokens, s.documents, s.windows = meta["tokens"], meta["documents"], meta["windows"]
+        s.sigma_final = meta["sigma_final"]
+        for name, arr in load_np(str(path / "stats.safetensors")).items():
+            setattr(s, name, arr)
         return s
 
-    # -- derived -------------------------------------------------------------------------
+    # -- derived ----------------------------------------------------------------------------
     @property
     def mean(self) -> np.ndarray:
         return self.sum / max(self.tokens, 1)
@@ -206,157 +172,299 @@ class FeatureStats:
         return self.sigma_final / max(self.tokens, 1)
 
 
-class _Accumulator:
-    """Applies steps 1–5 of the module docstring to one batch at a time."""
+def merge_top(cur: dict[str, Tensor], cand: dict[str, Tensor]) -> None:
+    """Merge candidate examples `cand` (m, g, …) into the top-k `cur` (k, g, …) in place.
 
-    def __init__(self, model: HookedModel, d: Dictionary, stats: FeatureStats):
-        self.model, self.d, self.s = model, d, stats
+    Order: activation descending, then window key ascending (a total order: one entry per
+    window), so the result does not depend on the order windows arrive in.
+    """
+    k = cur["top_val"].shape[0]
+    real = cand["top_val"] > -np.inf
+    cols = ((cand["top_val"] >= cur["top_val"][-1]) & real).any(0).nonzero().squeeze(1)
+    if len(cols) == 0:
+        return
+    val = torch.cat([cur["top_val"][:, cols], cand["top_val"][:, cols]])  # (k + m, cols)
+    # an empty candidate sorts with the empty slots, after them (stable): empty slots stay as they are
+    cand_key = torch.where(real[:, cols], cand["top_key"][:, cols], NO_KEY)
+    key = torch.cat([cur["top_key"][:, cols], cand_key])
+    by_key = key.argsort(dim=0, stable=True)
+    by_val = val.gather(0, by_key).argsort(dim=0, descending=True, stable=True)
+    pick = by_key.gather(0, by_val)[:k]  # (k, cols) rows of the concatenation
+    for name, t in cur.items():
+        both = torch.cat([t[:, cols], cand[name][:, cols].to(t.dtype)])
+        index = pick.view(*pick.shape, *([1] * (both.dim() - 2))).expand(-1, -1, *both.shape[2:])
+        t[:, cols] = both.gather(0, index)
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """What a pass accumulates: a recipe for its fresh state, made on the device that runs it."""
+
+    n_layers: int
+    n_features: int
+    top_k: int
+    window: int
+    stats: bool
+    """Per-feature statistics (the first pass)."""
+    exact: bool = False
+    """Exact sparse pairs instead of dense blocks."""
+    blocks: tuple[tuple[int, int], ...] = ()
+    """Dense pair blocks of this pass (unless `exact`)."""
+
+    def fresh(self, device: str = "cpu") -> PassState:
+        L, F = self.n_layers, self.n_features
+        stats = FeatureStats(L, F, self.top_k, self.window) if self.stats else None
+        pairs: PairState | None = SparsePairs(L, F) if self.exact else None
+        if not self.exact and self.blocks:
+            pairs = DenseBlocks(L, F, self.blocks, device)
+        return PassState(stats, pairs)
+
+
+@dataclass
+class PassState:
+    """What a pass has accumulated and where it stands."""
+
+    stats: FeatureStats | None
+    """Per-feature statistics (the first pass only)."""
+    pairs: PairState | None
+    cursor: Cursor = field(default_factory=Cursor)
+    done: bool = False
+    shards_done: list[int] | None = None
+    """Shards merged so far, when shards run as separate units (`loaders.distributed`)."""
+
+    def merge(self, other: PassState) -> None:
+        if self.stats is not None and other.stats is not None:
+            self.stats.merge(other.stats)
+        if self.pairs is not None and other.pairs is not None:
+            self.pairs.merge(other.pairs)  # type: ignore[arg-type]
+
+    def save(self, path: Path) -> None:
+        """Write atomically: into a temporary directory, then rename over `path`."""
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.stats is not None:
+            self.stats.save(tmp)
+        if self.pairs is not None:
+            self.pairs.save(tmp)
+        c = self.cursor
+        meta = {
+            "cursor": [c.shard, c.record, c.offset],
+            "done": self.done,
+            "shards_done": self.shards_done,
+            "pairs": type(self.pairs).__name__,
+            "n_layers": None if self.pairs is None else self.pairs.n_layers,
+            "n_features": None if self.pairs is None else self.pairs.n_features,
+        }
+        (tmp / "pass.json").write_text(json.dumps(meta))
+        old = path.with_name(path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @staticmethod
+    def load(path: Path, device: str = "cpu") -> PassState:
+        meta = json.loads((path / "pass.json").read_text())
+        stats = FeatureStats.load(path) if (path / "stats.json").exists() else None
+        pairs: PairState | None = None
+        if meta["pairs"] == "DenseBlocks":
+            pairs = DenseBlocks.load(path, meta["n_features"], device)
+        elif meta["pairs"] == "SparsePairs":
+            pairs = SparsePairs.load(path, meta["n_layers"], meta["n_features"])
+        return PassState(stats, pairs, Cursor(*meta["cursor"]), meta["done"], meta.get("shards_done"))
+
+    @staticmethod
+    def exists(path: Path | None) -> bool:
+        return path is not None and (path / "pass.json").exists()
+
+
+class _Accumulator:
+    """Applies steps 1–5 of the module docstring, batch by batch, chunk by chunk."""
+
+    def __init__(self, model: HookedModel, d: Dictionary, state: PassState):
+        self.model, self.d, self.state = model, d, state
         self.sites: list[tuple[int, Site]] = [(l, d.read_site) for l in d.layers]
-        self.sites += [(l, "resid_mid") for l in d.layers if d.read_site != "resid_mid"]
-        # per source layer, this batch's Σ a_s a_t + i Σ a_s 1(a_t > 0) (complex: see step 3)
-        self.pending: list[list[sp.csr_matrix]] = [[] for _ in range(stats.n_layers - 1)]
+        if state.stats is not None:
+            self.sites += [(l, "resid_mid") for l in d.layers if d.read_site != "resid_mid"]
         self.final_norm = model.model.get_submodule(model.family.final_norm)
-        self.edges = torch.tensor(HIST_EDGES, dtype=torch.float32)
+        dev = model.device
+        self.edges = torch.tensor(HIST_EDGES, dtype=torch.float32, device=dev)
+        s = state.stats
+        # device mirrors of the statistics (on the CPU they share the arrays' memory)
+        self.dev: dict[str, Tensor] = {} if s is None else {n: torch.from_numpy(getattr(s, n)).to(dev) for n in ARRAYS}
+        self.sigma_final = torch.zeros((), dtype=torch.float64, device=dev)
+        self.parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+        self.chunk_tokens = 0
 
     @torch.no_grad()
     def add(self, batch: Batch) -> None:
-        s, d, model = self.s, self.d, self.model
-        ids = batch.input_ids.to(model.device)
+        d, model, stats = self.d, self.model, self.state.stats
+        dev = model.device
+        ids, attn = batch.input_ids.to(dev), batch.attention_mask.to(dev)
         store: dict[tuple[int, Site], list[Tensor]] = {k: [] for k in self.sites}
         final_in: list[Tensor] = []
-        handle = self.final_norm.register_forward_pre_hook(lambda _m, args: final_in.append(args[0]))
+        handle = None
+        if stats is not None:
+            handle = self.final_norm.register_forward_pre_hook(lambda _m, args: final_in.append(args[0]))
         try:
             with model.hooks(capture=store):
-                model.model.base_model(input_ids=ids, attention_mask=batch.attention_mask.to(model.device))
+                model.model.base_model(input_ids=ids, attention_mask=attn)
         finally:
-            handle.remove()
-        mask = batch.mask.to(model.device)  # (batch, pos)
+            if handle is not None:
+                handle.remove()
+        mask = batch.mask.to(dev)  # (batch, pos)
         n = int(mask.sum())
-        acts = torch.cat([d.encode(l, store[(l, d.read_site)][0]) for l in d.layers], dim=-1)  # (batch, pos, g)
-        acts.masked_fill_(~mask[..., None], 0)
-        flat = acts[mask].float()  # (n, g)
-
-        # step 2, from the non-zeros only (activations are sparse)
-        nz_tok, nz_feat = (flat > 0).nonzero(as_tuple=True)  # row-major order
-        nz_val = flat[nz_tok, nz_feat]
-        G = s.count.shape[0]
-        cols, vals = nz_feat.cpu().numpy(), nz_val.cpu().numpy()
-        s.count += np.bincount(cols, minlength=G)
-        s.sum += np.bincount(cols, weights=vals.astype(np.float64), minlength=G)
-        batch_max = torch.zeros(G, dtype=nz_val.dtype, device=nz_val.device).scatter_reduce_(0, nz_feat, nz_val, "amax")
-        np.maximum(s.max, batch_max.cpu().numpy(), out=s.max)
-        bins = torch.bucketize(nz_val.cpu(), self.edges).numpy()
-        n_bins = s.hist.shape[1]
-        s.hist += np.bincount(cols * n_bins + bins, minlength=G * n_bins).reshape(G, n_bins)
-
-        # step 3: one sparse product gives both sums. The later features' matrix holds
-        # a_t + i·1(a_t > 0), so (sources)ᵀ @ it has C in its real part and I in its imaginary
-        # part: one pass of scipy's sparse product instead of two (measured ≈3× faster).
-        F, L = s.n_features, s.n_layers
-        rows = nz_tok.cpu().numpy()  # row-major: a valid CSR order
-        indptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-        targets = sp.csr_matrix(((vals + 1j).astype(np.complex64), cols, indptr), shape=(n, G))
-        sources = sp.csr_matrix((vals.astype(np.complex64), cols, indptr), shape=(n, G)).tocsc()
-        for i in range(L - 1):
-            src = sources[:, i * F : (i + 1) * F].T  # (feature, n), CSR
-            self.pending[i].append(src @ targets[:, (i + 1) * F :])  # (feature, later features)
-
-        # step 4
-        self._merge_top(acts, batch)
-
-        # step 5
+        F = d.n_features
         for i, l in enumerate(d.layers):
-            x = store[(l, "resid_mid")][0] if d.read_site != "resid_mid" else store[(l, d.read_site)][0]
-            s.sigma_mlp[i] += model.mlp_norm(l).denominator(x)[mask].sum().item()
-        s.sigma_final += model.final_norm().denominator(final_in[0])[mask].sum().item()
-        s.tokens += n
-        s.docs_done = int(batch.doc_ids[-1]) + 1
+            a = d.encode(l, store[(l, d.read_site)][0]).float()  # (batch, pos, feature)
+            a.masked_fill_(~mask[..., None], 0)
+            flat = a[mask]  # (n, feature), row-major over (batch, pos)
+            tok, idx = (flat > 0).nonzero(as_tuple=True)
+            val = flat[tok, idx]
+            if stats is not None:
+                self._feature_stats(i * F, idx, val)
+                self._merge_top(i * F, a, batch)
+            self.parts.append(((tok + self.chunk_tokens).cpu().numpy(), i, idx.int().cpu().numpy(), val.cpu().numpy()))
+        if stats is not None:
+            for i, l in enumerate(d.layers):
+                x = store[(l, "resid_mid")][0] if d.read_site != "resid_mid" else store[(l, d.read_site)][0]
+                self.dev["sigma_mlp"][i] += model.mlp_norm(l).denominator(x)[mask].sum()
+            self.sigma_final += model.final_norm().denominator(final_in[0])[mask].sum()
+            stats.tokens += n
+            stats.windows += len(batch.keys)
+        self.chunk_tokens += n
 
-    def _merge_top(self, acts: Tensor, batch: Batch) -> None:
-        s = self.s
-        w = s.window
-        doc_max, doc_pos = acts.max(dim=1)  # (batch, g)
-        doc_max = doc_max.float().cpu()
-        cand_val = torch.cat([torch.from_numpy(s.top_val), doc_max.masked_fill(doc_max <= 0, -np.inf)])
-        top = cand_val.topk(s.k, dim=0)  # (k, g)
-        new = top.indices >= s.k
-        slot, feat = new.nonzero(as_tuple=True)
-        keep = torch.where(new, torch.zeros_like(top.indices), top.indices).numpy()
-        g_idx = np.arange(s.top_val.shape[1])
-        for name in ("top_val", "top_doc", "top_pos", "top_tok", "top_act"):
-            arr = getattr(s, name)
-            setattr(s, name, arr[keep, g_idx])
-        if len(slot) == 0:
+    def _feature_stats(self, offset: int, idx: Tensor, val: Tensor) -> None:
+        s, F = self.dev, self.d.n_features
+        g = idx + offset
+        s["count"].index_add_(0, g, torch.ones_like(g))
+        s["sum"].index_add_(0, g, val.double())
+        s["max"].scatter_reduce_(0, g, val, "amax")
+        n_bins = s["hist"].shape[1]
+        bins = torch.bucketize(val, self.edges)
+        cells = idx * n_bins + bins
+        s["hist"][offset : offset + F].view(-1).index_add_(0, cells, torch.ones_like(cells))
+
+    def _merge_top(self, offset: int, a: Tensor, batch: Batch) -> None:
+        """Step 3 for one layer's features: a (batch, pos, feature), masked."""
+        F, w = self.d.n_features, self.state.stats.window  # type: ignore[union-attr]
+        peak, pos = a.max(dim=1)  # (batch, feature): each window's maximum
+        cur = {n: self.dev[n][:, offset : offset + F] for n in TOP_FIELDS}
+        val = peak.masked_fill(peak <= 0, -np.inf)
+        live = ((val >= cur["top_val"][-1]) & (val > -np.inf)).any(0).nonzero().squeeze(1)  # with a contender
+        if len(live) == 0:
             return
-        rows = top.indices[slot, feat] - s.k  # batch row of each new entry
-        p = doc_pos.cpu()[rows, feat]  # (n_new,)
-        offsets = torch.arange(-w, w + 1)
-        where = p[:, None] + offsets  # (n_new, 2w+1)
-        T = batch.input_ids.shape[1]
-        valid = (where >= 0) & (where < T) & batch.attention_mask[rows[:, None], where.clamp(0, T - 1)].bool()
+        rows = torch.arange(len(batch.keys), device=a.device)[:, None].expand(-1, len(live))
+        p = pos[:, live]  # (batch, live)
+        where = p[..., None] + torch.arange(-w, w + 1, device=a.device)  # (batch, live, 2w+1)
+        T = a.shape[1]
         wc = where.clamp(0, T - 1)
-        toks = torch.where(valid, batch.input_ids[rows[:, None], wc], -1)
-        wact = acts.cpu()[rows[:, None], wc, feat[:, None]].float() * valid
-        sl, ft = slot.numpy(), feat.numpy()
-        s.top_val[sl, ft] = top.values[slot, feat].numpy()
-        s.top_doc[sl, ft] = batch.doc_ids[rows].numpy()
-        s.top_pos[sl, ft] = p.numpy()
-        s.top_tok[sl, ft] = toks.numpy()
-        s.top_act[sl, ft] = wact.numpy()
+        ids, attn = batch.input_ids.to(a.device), batch.attention_mask.to(a.device)
+        r3 = rows[..., None].expand_as(wc)
+        valid = (where >= 0) & (where < T) & attn[r3, wc].bool()
+        cand = {
+            "top_val": val[:, live],
+            "top_key": batch.keys.to(a.device)[:, None].expand(-1, len(live)),
+            "top_pos": p,
+            "top_tok": torch.where(valid, ids[r3, wc], -1),
+            "top_act": a[r3, wc, live[None, :, None].expand_as(wc)] * valid,
+        }
+        sub = {n: t[:, live] for n, t in cur.items()}
+        merge_top(sub, cand)
+        for n, t in cur.items():
+            t[:, live] = sub[n]
 
-    def flush(self) -> None:
-        for i, mats in enumerate(self.pending):
-            if mats:
-                coo = [m.tocoo() for m in mats]  # one conversion sums them all (duplicates add up)
-                both = sp.csr_matrix(
-                    (
-                        np.concatenate([c.data for c in coo]),
-                        (np.concatenate([c.row for c in coo]), np.concatenate([c.col for c in coo])),
-                    ),
-                    shape=mats[0].shape,
-                )
-                self.s.C[i] = (self.s.C[i] + both.real.astype(np.float64)).tocsr()
-                self.s.I[i] = (self.s.I[i] + both.imag.astype(np.float64)).tocsr()
-                mats.clear()
+    def end_chunk(self) -> None:
+        """Step 5: the chunk's non-zeros into the pair sums."""
+        if self.state.pairs is not None:
+            nz = NonZeros.build(self.chunk_tokens, len(self.d.layers), self.parts)
+            self.state.pairs.add(nz)
+        self.parts.clear()
+        self.chunk_tokens = 0
+
+    def pull(self) -> None:
+        """Device statistics into the host arrays (a no-op copy on the CPU)."""
+        s = self.state.stats
+        if s is None:
+            return
+        for n, t in self.dev.items():
+            host = getattr(s, n)
+            if t.device.type != "cpu":
+                host[...] = t.cpu().numpy()
+        s.sigma_final += float(self.sigma_final)
+        self.sigma_final.zero_()
+
+
+Progress = Callable[[int, Cursor], None]
+"""Called after each chunk with its counted tokens and the cursor after it."""
+
+
+def stream_pass(
+    model: HookedModel,
+    d: Dictionary,
+    corpus: Corpus,
+    cfg: StatsConfig,
+    state: PassState,
+    checkpoint: Path | None = None,
+    stop_shard: int | None = None,
+    stop_at: Cursor | None = None,
+    progress: Progress | None = None,
+) -> PassState:
+    """Continue `state` over `corpus` from its cursor up to shard `stop_shard` (or the end).
+
+    `stop_at`, the cursor where the first pass ended (``max_tokens``), ends later passes at
+    the same window: chunks from a chunk boundary are the same in every pass.
+    """
+    d.check_model(model.d_model, model.n_layers)
+    if state.done:
+        return state
+    acc = _Accumulator(model, d, state)
+    context = cfg.context or model.context
+    pad = pad_id(model.tokenizer)
+    tokens = state.stats.tokens if state.stats is not None else 0
+    for n_chunks, chunk in enumerate(
+        chunks(corpus, model.tokenizer, context, cfg.chunk_tokens, state.cursor, stop_shard), 1
+    ):
+        for batch in pack(chunk.windows, cfg.batch_tokens, pad):
+            acc.add(batch)
+        n = acc.chunk_tokens
+        acc.end_chunk()
+        tokens += n
+        if state.stats is not None:
+            state.stats.documents += chunk.documents
+        state.cursor = chunk.end
+        if progress is not None:
+            progress(n, chunk.end)
+        if checkpoint is not None and n_chunks % cfg.checkpoint_every == 0:
+            acc.pull()
+            state.save(checkpoint)
+        if stop_at is not None and state.cursor >= stop_at:
+            break
+        if stop_at is None and cfg.max_tokens is not None and tokens >= cfg.max_tokens:
+            break
+    acc.pull()
+    state.done = True
+    if checkpoint is not None:
+        state.save(checkpoint)
+    return state
 
 
 def stream_statistics(
     model: HookedModel,
     d: Dictionary,
-    docs: list[str],
+    corpus: Corpus,
     cfg: StatsConfig = StatsConfig(),
-    checkpoint: Path | None = None,
-    progress: bool = True,
-) -> FeatureStats:
-    """Run the pass over `docs` (resuming from `checkpoint` when it holds a state)."""
-    d.check_model(model.d_model, model.n_layers)
-    if checkpoint is not None and (checkpoint / "meta.json").exists():
-        stats = FeatureStats.load(checkpoint)
-        if (stats.n_layers, stats.n_features, stats.k, stats.window) != (
-            len(d.layers),
-            d.n_features,
-            cfg.top_k,
-            cfg.window,
-        ):
-            raise ValueError(f"checkpoint {checkpoint} was made with other options; delete it to start over")
-    else:
-        stats = FeatureStats(len(d.layers), d.n_features, cfg.top_k, cfg.window)
-    acc = _Accumulator(model, d, stats)
-    context = int(getattr(model.model.config, "max_position_embeddings", 1024) or 1024)
-    bar = tqdm(total=len(docs), initial=stats.docs_done, unit="doc", disable=not progress, desc="collect")
-    for n_batch, batch in enumerate(batches(model.tokenizer, docs, context, cfg.batch_size, start=stats.docs_done), 1):
-        if cfg.max_tokens is not None and stats.tokens >= cfg.max_tokens:
-            break
-        acc.add(batch)
-        bar.update(len(batch.doc_ids))
-        if n_batch % cfg.merge_every == 0:
-            acc.flush()
-        if checkpoint is not None and n_batch % cfg.checkpoint_every == 0:
-            acc.flush()
-            stats.save(checkpoint)
-    acc.flush()
-    bar.close()
-    if checkpoint is not None:
-        stats.save(checkpoint)
-    return stats
+    pairs: PairState | None = None,
+    progress: bool = False,
+) -> PassState:
+    """One in-memory pass computing per-feature statistics and `pairs` (default: exact sparse
+    pairs): tests, benchmarks and small corpora. `graphkit collect` runs `stream_pass` itself."""
+    L, F = len(d.layers), d.n_features
+    state = PassState(FeatureStats(L, F, cfg.top_k, cfg.window), pairs if pairs is not None else SparsePairs(L, F))
+    bar = tqdm(unit="tok", unit_scale=True, disable=not progress, desc="collect")
+    try:
+        return stream_pass(model, d, corpus, cfg, state, progress=lambda n, _c: bar.update(n))
+    finally:
+        bar.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -56,7 +57,9 @@ def test_collect_writes_run_directory(setup: dict[str, Path], tmp_path: Path) ->
     assert res.exit_code == 0, res.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tokens_seen"] > 0 and manifest["corpus"]["sha256"]
-    assert set(manifest["stages"]) == {"stats", "features", "examples", "connections"}
+    assert set(manifest["stages"]) == {"stats", "pairs-0", "features", "examples", "connections"}
+    assert manifest["documents_seen"] == 25 and manifest["windows_seen"] >= 25
+    assert manifest["pairs"]["passes"] == 1 and manifest["pairs"]["blocks"] == 3
     features = pq.read_table(out / "features.parquet")
     d = load_dictionary(setup["clt"])
     assert features.num_rows == len(d.layers) * d.n_features
@@ -211,3 +214,32 @@ def test_collect_bad_inputs(setup: dict[str, Path], tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code != 0 and "layer_1.safetensors" in res.output
+
+
+def _edges(run: Path) -> dict[str, list]:
+    return pq.read_table(run / "connections.parquet").to_pydict()
+
+
+def test_dense_passes_equal_exact_pairs(setup: dict[str, Path], tmp_path: Path) -> None:
+    """Dense blocks in one pass, in three passes (one block each), and exact pairs keep the same edges."""
+    common = ["--model", setup["model"], "--dictionary", setup["clt"], "--corpus", setup["corpus"], "--top-k", "3"]
+    common += ["--context", "10", "--batch-tokens", "64"]
+    runs = {
+        "exact": ["--exact-pairs"],
+        "one": [],
+        "three": ["--memory-budget", str(24 * 24 * 8)],  # one 24 × 24 block per pass
+    }
+    for name, extra in runs.items():
+        res = invoke("collect", *common, "--out", tmp_path / name, *extra)
+        assert res.exit_code == 0, res.output
+    three = json.loads((tmp_path / "three" / "manifest.json").read_text())
+    assert three["pairs"]["passes"] == 3 and three["pairs"]["bytes_per_pass"] == [24 * 24 * 8] * 3
+    assert set(three["stages"]) >= {"pairs-0", "pairs-1", "pairs-2"}
+    assert not any((tmp_path / "three" / "pairs").glob("pass-*")), "pass states are freed once reduced"
+    exact = _edges(tmp_path / "exact")
+    keys = ("source_layer", "source_index", "target_layer", "target_index")
+    for name in ("one", "three"):
+        got = _edges(tmp_path / name)
+        assert [got[k] for k in keys] == [exact[k] for k in keys]
+        for col in ("virtual_weight", "era", "twera"):
+            np.testing.assert_allclose(got[col], exact[col], rtol=1e-5)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from loaders.connections import edges, residual_encoders, top_unembeds, virtual_weight_block
-from loaders.corpus import read_documents
+from loaders.corpus import Corpus
+from loaders.pairs import BlockPlan, DenseBlocks
 from loaders.stats import StatsConfig, stream_statistics
 from tests.factories import random_dictionary, tiny_model, write_corpus
 
@@ -123,10 +124,11 @@ def test_virtual_weight_equals_intervention(family: str, kind: str, read_site: s
 def test_edges_follow_definitions(tmp_path: Path) -> None:
     model = tiny_model("llama")
     d = random_dictionary(model, "clt", n_features=16)
-    docs = read_documents(write_corpus(tmp_path / "c.txt", n_docs=30))
-    s = stream_statistics(model, d, docs, StatsConfig(batch_size=8), progress=False)
+    corpus = Corpus(write_corpus(tmp_path / "c.txt", n_docs=30))
+    state = stream_statistics(model, d, corpus, StatsConfig(batch_tokens=64, chunk_tokens=128))
+    s, pairs = state.stats, state.pairs
     k = 5
-    e = edges(model, d, s, top_k=k)
+    e = edges(model, d, s, pairs, top_k=k)
     F = d.n_features
     enc = residual_encoders(model, d, s.sigma_mlp_mean)
     # dense reference for all pairs with l_s < l_t
@@ -136,8 +138,7 @@ def test_edges_follow_definitions(tmp_path: Path) -> None:
             if lt <= ls:
                 continue
             V = virtual_weight_block(d, enc, ls, lt).numpy()
-            C = s.C[i].toarray()[:, (j - i - 1) * F : (j - i) * F]
-            I = s.I[i].toarray()[:, (j - i - 1) * F : (j - i) * F]
+            C, I = (m.toarray() for m in pairs.block(i, j))
             mu_sum = s.sum[j * F : (j + 1) * F]
             tw = np.where(mu_sum > 0, C / np.where(mu_sum > 0, mu_sum, 1), 0) * V
             era = I / s.tokens * V
@@ -190,3 +191,32 @@ def test_top_unembeds_are_logit_lens(tmp_path: Path) -> None:
         logits = W_U @ (centred * norm.gain.double() / sigma)
         assert u["top_ids"][g].tolist() == logits.topk(4).indices.tolist()
         np.testing.assert_allclose(u["bottom_values"][g], logits.topk(4, largest=False).values.numpy())
+
+
+@pytest.mark.parametrize("budget_blocks", [3, 1])
+def test_dense_blocks_give_the_exact_edges(tmp_path: Path, budget_blocks: int) -> None:
+    """Dense blocks (one group, or one block per group) keep the same edges as exact sparse sums."""
+    model = tiny_model("llama")
+    d = random_dictionary(model, "clt", n_features=16)
+    corpus = Corpus(write_corpus(tmp_path / "c.txt", n_docs=40))
+    cfg = StatsConfig(batch_tokens=64, chunk_tokens=128)
+    exact = stream_statistics(model, d, corpus, cfg)
+    want = edges(model, d, exact.stats, exact.pairs, top_k=4)
+    L, F = len(d.layers), d.n_features
+    plan = BlockPlan.make(L, F, budget_blocks * F * F * 8)
+    assert plan.passes == 3 // budget_blocks
+    found = None
+    for group in plan.groups:
+        state = stream_statistics(model, d, corpus, cfg, pairs=DenseBlocks(L, F, group))
+        from loaders.connections import dense_candidates
+
+        c = dense_candidates(model, d, state.stats, state.pairs, top_k=4)
+        found = c if found is None else found.concat(c)
+    from loaders.connections import edge_table
+
+    got = edge_table(found.prune(4), d.layers, F)
+    keys = ("source_layer", "source_index", "target_layer", "target_index")
+    for key in keys:
+        np.testing.assert_array_equal(got[key], want[key])
+    for col in ("virtual_weight", "era", "twera"):
+        np.testing.assert_allclose(got[col], want[col], rtol=1e-5)

@@ -1,0 +1,347 @@
+"""Pair sums behind ERA and TWERA, accumulated over a token stream with fixed memory.
+
+For sources s and targets t on dictionary layers i < j (DESIGN.md):
+
+    C_sum[s, t] = Σ_tokens a_s a_t          I_sum[s, t] = Σ_tokens a_s 1(a_t > 0)
+
+Two states accumulate them from a chunk's non-zero activations (`NonZeros`):
+
+- `DenseBlocks` (the default): one dense float32 (source feature, target feature) block per
+  (i, j) in a *group*, C and I side by side: 8 B per pair whatever the corpus length. A
+  `BlockPlan` splits the L(L−1)/2 blocks into groups that fit a memory budget; each group is
+  one pass over the corpus (or one set of workers). The update is
+    - on the CPU, a sparse outer-product scatter (`_scatter`, numba, parallel over source
+      features so no two threads touch one row; each row's updates run in token order, so the
+      result does not depend on the thread count);
+    - on a GPU, a GEMM per block over the chunk's densified activations: C_ij += A_iᵀ A_j,
+      I_ij += A_iᵀ 1(A_j > 0), in full float32 (TF32 off).
+- `SparsePairs` (``--exact-pairs``): every co-active pair kept in float64 scipy CSR, per source
+  layer a (feature, later-layer features) matrix. Exact and small for small dictionaries; its
+  size grows with the corpus toward n² pairs, so it is the test oracle, not the scale path.
+
+Both merge by addition (`merge`), so shards processed apart add up to one pass over all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.numpy import load_file as load_np
+from safetensors.numpy import save_file as save_np
+from torch import Tensor
+
+BYTES_PER_PAIR = 8
+"""float32 C and float32 I per (source, target)."""
+
+
+@dataclass(frozen=True)
+class NonZeros:
+    """A chunk's non-zero activations, token-major.
+
+    Entries are sorted by (token, layer, feature); `layer_ptr[τ, i]` … `layer_ptr[τ, i + 1]`
+    are token τ's entries on dictionary layer i.
+    """
+
+    n_tokens: int
+    layer_ptr: np.ndarray  # (token, layer + 1) int64
+    layer: np.ndarray  # (nnz,) int64 dictionary-layer index i
+    index: np.ndarray  # (nnz,) int32 feature index within the layer
+    value: np.ndarray  # (nnz,) float32
+
+    @property
+    def token(self) -> np.ndarray:
+        """(nnz,) token of each entry."""
+        counts = np.diff(self.layer_ptr[:, [0, -1]], axis=1).ravel()
+        return np.repeat(np.arange(self.n_tokens, dtype=np.int64), counts)
+
+    @staticmethod
+    def build(n_tokens: int, n_layers: int, parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]]) -> NonZeros:
+        """From (token, layer, index, value) parts in any order."""
+        if parts:
+            tok = np.concatenate([p[0] for p in parts]).astype(np.int64)
+            lay = np.concatenate([np.full(len(p[0]), p[1], np.int64) for p in parts])
+            idx = np.concatenate([p[2] for p in parts]).astype(np.int32)
+            val = np.concatenate([p[3] for p in parts]).astype(np.float32)
+        else:
+            tok = lay = np.zeros(0, np.int64)
+            idx, val = np.zeros(0, np.int32), np.zeros(0, np.float32)
+        order = np.lexsort((idx, lay, tok))
+        tok, lay, idx, val = tok[order], lay[order], idx[order], val[order]
+        counts = np.bincount(tok * n_layers + lay, minlength=n_tokens * n_layers).reshape(n_tokens, n_layers)
+        ptr = np.zeros((n_tokens, n_layers + 1), np.int64)
+        np.cumsum(counts, axis=1, out=ptr[:, 1:])
+        ptr += np.r_[0, np.cumsum(counts.sum(1))[:-1]][:, None]
+        return NonZeros(n_tokens, ptr, lay, idx, val)
+
+
+# -- the plan -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Which (source layer, target layer) blocks each pass accumulates."""
+
+    n_layers: int
+    n_features: int
+    groups: tuple[tuple[tuple[int, int], ...], ...]
+    """Per pass, its blocks (i, j), i < j, as dictionary-layer indices."""
+
+    @property
+    def block_bytes(self) -> int:
+        return self.n_features**2 * BYTES_PER_PAIR
+
+    @property
+    def passes(self) -> int:
+        return len(self.groups)
+
+    @staticmethod
+    def make(n_layers: int, n_features: int, budget_bytes: int) -> BlockPlan:
+        """Blocks in (i, j) order, as many per group as fit `budget_bytes`."""
+        blocks = [(i, j) for i in range(n_layers) for j in range(i + 1, n_layers)]
+        per = n_features**2 * BYTES_PER_PAIR
+        fit = budget_bytes // per
+        if blocks and fit < 1:
+            raise ValueError(
+                f"--memory-budget {budget_bytes / 2**30:.2f} GiB holds no pair block: one block of "
+                f"{n_features} × {n_features} features takes {per / 2**30:.2f} GiB (C and I in float32); "
+                "raise the budget"
+            )
+        groups = tuple(tuple(blocks[k : k + fit]) for k in range(0, len(blocks), max(fit, 1)))
+        return BlockPlan(n_layers, n_features, groups)
+
+    def describe(self) -> dict:
+        return {
+            "blocks": sum(len(g) for g in self.groups),
+            "passes": self.passes,
+            "bytes_per_block": self.block_bytes,
+            "bytes_per_pass": [len(g) * self.block_bytes for g in self.groups],
+        }
+
+
+# -- dense blocks -------------------------------------------------------------------------------
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _scatter(C, I, slot, layer_ptr, index, value, src_ptr, src_tok, src_val, src_layer, src_index):  # pragma: no cover
+    """C[b, s, t] += a_s a_t and I[b, s, t] += a_s for every co-active pair of the group's blocks.
+
+    `slot[i, j]` is the block of (i, j) or −1; sources arrive feature-major (src_ptr over
+    (src_tok, src_val)), targets token-major (layer_ptr over index, value).
+    """
+    L = slot.shape[0]
+    for q in numba.prange(len(src_layer)):
+        i, s = src_layer[q], src_index[q]
+        for p in range(src_ptr[q], src_ptr[q + 1]):
+            tok, a = src_tok[p], src_val[p]
+            for j in range(i + 1, L):
+                b = slot[i, j]
+                if b < 0:
+                    continue
+                for r in range(layer_ptr[tok, j], layer_ptr[tok, j + 1]):
+                    t = index[r]
+                    C[b, s, t] += a * value[r]
+                    I[b, s, t] += a
+
+
+class DenseBlocks:
+    """Dense C and I for one group of blocks: (block, source feature, target feature) float32."""
+
+    def __init__(self, n_layers: int, n_features: int, blocks: tuple[tuple[int, int], ...], device: str = "cpu"):
+        self.n_layers, self.n_features, self.blocks = n_layers, n_features, tuple(blocks)
+        shape = (len(self.blocks), n_features, n_features)
+        self.C = torch.zeros(shape, dtype=torch.float32, device=device)
+        self.I = torch.zeros(shape, dtype=torch.float32, device=device)
+        self.slot = np.full((n_layers, n_layers), -1, np.int64)
+        for b, (i, j) in enumerate(self.blocks):
+            self.slot[i, j] = b
+
+    @property
+    def nbytes(self) -> int:
+        return self.C.numel() * 4 * 2
+
+    def add(self, nz: NonZeros, backend: str = "auto") -> None:
+        """Accumulate a chunk (`backend`: ``scatter`` (CPU), ``gemm``, or ``auto`` by device)."""
+        if not self.blocks or len(nz.value) == 0:
+            return
+        if backend == "auto":
+            backend = "scatter" if self.C.device.type == "cpu" else "gemm"
+        if backend == "scatter":
+            self._add_scatter(nz)
+        else:
+            self._add_gemm(nz)
+
+    def _add_scatter(self, nz: NonZeros) -> None:
+        src_layers = sorted({i for i, _ in self.blocks})
+        sel = np.isin(nz.layer, src_layers)
+        g = nz.layer[sel] * self.n_features + nz.index[sel]
+        order = np.argsort(g, kind="stable")  # feature-major; tokens stay ascending within a feature
+        g, tok, val = g[order], nz.token[sel][order], nz.value[sel][order]
+        feats, starts = np.unique(g, return_index=True)
+        ptr = np.r_[starts, len(g)].astype(np.int64)
+        _scatter(
+            self.C.numpy(),
+            self.I.numpy(),
+            self.slot,
+            nz.layer_ptr,
+            nz.index,
+            nz.value,
+            ptr,
+            tok,
+            val,
+            feats // self.n_features,
+            feats % self.n_features,
+        )
+
+    def _add_gemm(self, nz: NonZeros) -> None:
+        dev = self.C.device
+        tok = torch.from_numpy(nz.token).to(dev)
+        idx = torch.from_numpy(nz.index.astype(np.int64)).to(dev)
+        val = torch.from_numpy(nz.value).to(dev)
+        lay = torch.from_numpy(nz.layer).to(dev)
+        dense: dict[int, Tensor] = {}
+
+        def layer(i: int) -> Tensor:  # (token, feature)
+            if i not in dense:
+                m = lay == i
+                a = torch.zeros(nz.n_tokens, self.n_features, device=dev)
+                a[tok[m], idx[m]] = val[m]
+                dense[i] = a
+            return dense[i]
+
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            for b, (i, j) in enumerate(self.blocks):
+                A_i, A_j = layer(i), layer(j)
+                self.C[b].addmm_(A_i.T, A_j)
+                self.I[b].addmm_(A_i.T, (A_j > 0).float())
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+
+    def merge(self, other: DenseBlocks) -> None:
+        if other.blocks != self.blocks:
+            raise ValueError(f"cannot merge pair blocks {other.blocks} into {self.blocks}")
+        self.C += other.C.to(self.C.device)
+        self.I += other.I.to(self.I.device)
+
+    def block(self, i: int, j: int) -> tuple[Tensor, Tensor]:
+        """(C_sum, I_sum) of block (i, j): (source feature, target feature)."""
+        b = int(self.slot[i, j])
+        return self.C[b], self.I[b]
+
+    def save(self, path: Path) -> None:
+        save_np({"C": self.C.cpu().numpy(), "I": self.I.cpu().numpy()}, str(path / "blocks.safetensors"))
+        (path / "blocks.json").write_text(json.dumps({"blocks": self.blocks, "n_layers": self.n_layers}))
+
+    @staticmethod
+    def load(path: Path, n_features: int, device: str = "cpu") -> DenseBlocks:
+        meta = json.loads((path / "blocks.json").read_text())
+        out = DenseBlocks(meta["n_layers"], n_features, tuple(tuple(b) for b in meta["blocks"]), device="meta")
+        arrays = load_np(str(path / "blocks.safetensors"))
+        out.C, out.I = torch.from_numpy(arrays["C"]).to(device), torch.from_numpy(arrays["I"]).to(device)
+        return out
+
+
+# -- exact sparse pairs ----------------------------------------------------------------------------
+
+
+class SparsePairs:
+    """Every co-active pair in float64 CSR: per source layer i, (feature, features of layers > i)."""
+
+    def __init__(self, n_layers: int, n_features: int):
+        self.n_layers, self.n_features = n_layers, n_features
+        F = n_features
+        self.C = [sp.csr_matrix((F, (n_layers - 1 - i) * F)) for i in range(n_layers - 1)]
+        self.I = [m.copy() for m in self.C]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in [*self.C, *self.I])
+
+    def add(self, nz: NonZeros, backend: str = "auto") -> None:
+        """One sparse product gives both sums: the later features' matrix holds a_t + i·1(a_t > 0),
+        so (sources)ᵀ @ it has C in its real part and I in its imaginary part."""
+        F, L, n = self.n_features, self.n_layers, nz.n_tokens
+        if len(nz.value) == 0:
+            return
+        cols = nz.layer * F + nz.index
+        indptr = np.r_[nz.layer_ptr[:, 0], nz.layer_ptr[-1, -1]].astype(np.int64)
+        vals = nz.value.astype(np.float64)
+        targets = sp.csr_matrix((vals + 1j, cols, indptr), shape=(n, L * F))
+        sources = sp.csr_matrix((vals.astype(np.complex128), cols, indptr), shape=(n, L * F)).tocsc()
+        for i in range(L - 1):
+            both = (sources[:, i * F : (i + 1) * F].T @ targets[:, (i + 1) * F :]).tocsr()  # (feature, later)
+            self.C[i] = (self.C[i] + both.real).tocsr()
+            self.I[i] = (self.I[i] + both.imag).tocsr()
+
+    def merge(self, other: SparsePairs) -> None:
+        for i in range(self.n_layers - 1):
+            self.C[i] = (self.C[i] + other.C[i]).tocsr()
+            self.I[i] = (self.I[i] + other.I[i]).tocsr()
+
+    def block(self, i: int, j: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(C_sum, I_sum) of block (i, j) as CSR (source feature, target feature)."""
+        F = self.n_features
+        cols = slice((j - i - 1) * F, (j - i) * F)
+        return self.C[i][:, cols], self.I[i][:, cols]
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        for name in ("C", "I"):
+            for i, m in enumerate(getattr(self, name)):
+                m = m.tocsr()
+                arrays |= {
+                    f"{name}{i}.data": m.data,
+                    f"{name}{i}.indices": m.indices.astype(np.int64),
+                    f"{name}{i}.indptr": m.indptr.astype(np.int64),
+                }
+        save_np(arrays, str(path / "pairs.safetensors"))
+
+    @staticmethod
+    def load(path: Path, n_layers: int, n_features: int) -> SparsePairs:
+        out = SparsePairs(n_layers, n_features)
+        arrays = load_np(str(path / "pairs.safetensors"))
+        F = n_features
+        for name in ("C", "I"):
+            setattr(
+                out,
+                name,
+                [
+                    sp.csr_matrix(
+                        (arrays[f"{name}{i}.data"], arrays[f"{name}{i}.indices"], arrays[f"{name}{i}.indptr"]),
+                        shape=(F, (n_layers - 1 - i) * F),
+                    )
+                    for i in range(n_layers - 1)
+                ],
+            )
+        return out
+
+
+PairState = DenseBlocks | SparsePairs
+
+
+def default_budget(device: str) -> int:
+    """Half the device's memory: physical RAM on the CPU, total memory of a GPU."""
+    if device.startswith("cuda"):
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory * 0.5)
+    import os
+
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+
+
+def parse_bytes(text: str) -> int:
+    """'16GB', '4GiB', '512M', '1e9' → bytes (powers of 1024 for G/M/K)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    try:
+        if t and t[-1] in scale:
+            return int(float(t[:-1]) * scale[t[-1]])
+        return int(float(t))
+    except ValueError as e:
+        raise ValueError(f"memory budget {text!r}: give bytes or a size like 16GB, 512MB") from e

@@ -1,0 +1,78 @@
+"""Pair sums: the CPU scatter, the GEMM path and exact sparse sums equal a float64 brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from loaders.pairs import BlockPlan, DenseBlocks, NonZeros, SparsePairs, parse_bytes
+
+
+def random_chunk(n_tokens: int, n_layers: int, n_features: int, density: float, seed: int):
+    """(NonZeros, dense (token, layer, feature) float64 activations)."""
+    rng = np.random.default_rng(seed)
+    A = rng.random((n_tokens, n_layers, n_features)) * (rng.random((n_tokens, n_layers, n_features)) < density)
+    A = A.astype(np.float32).astype(np.float64)
+    parts = []
+    for i in range(n_layers):
+        tok, idx = np.nonzero(A[:, i])
+        parts.append((tok, i, idx, A[tok, i, idx]))
+    rng.shuffle(parts)  # any order in
+    return NonZeros.build(n_tokens, n_layers, parts), A
+
+
+def test_nonzeros_are_token_major() -> None:
+    nz, A = random_chunk(7, 3, 5, 0.4, seed=0)
+    for t in range(7):
+        for i in range(3):
+            lo, hi = nz.layer_ptr[t, i], nz.layer_ptr[t, i + 1]
+            np.testing.assert_array_equal(nz.index[lo:hi], np.flatnonzero(A[t, i]))
+            np.testing.assert_array_equal(nz.value[lo:hi], A[t, i][A[t, i] > 0])
+    np.testing.assert_array_equal(nz.token, np.repeat(np.arange(7), (A > 0).reshape(7, -1).sum(1)))
+
+
+@pytest.mark.parametrize("backend", ["scatter", "gemm"])
+def test_dense_blocks_equal_brute_force(backend: str) -> None:
+    L, F = 4, 9
+    blocks = ((0, 1), (0, 3), (2, 3))  # a group that skips some blocks
+    acc = DenseBlocks(L, F, blocks)
+    C_ref = {b: np.zeros((F, F)) for b in blocks}
+    I_ref = {b: np.zeros((F, F)) for b in blocks}
+    for seed in range(3):  # several chunks add up
+        nz, A = random_chunk(30, L, F, 0.3, seed)
+        acc.add(nz, backend=backend)
+        for i, j in blocks:
+            C_ref[(i, j)] += A[:, i].T @ A[:, j]
+            I_ref[(i, j)] += A[:, i].T @ (A[:, j] > 0)
+    for i, j in blocks:
+        C, I = acc.block(i, j)
+        np.testing.assert_allclose(C.numpy(), C_ref[(i, j)], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(I.numpy(), I_ref[(i, j)], rtol=1e-5, atol=1e-6)
+        assert (C_ref[(i, j)] > 0).any()
+
+
+def test_sparse_pairs_equal_brute_force_and_merge() -> None:
+    L, F = 3, 6
+    a, b = SparsePairs(L, F), SparsePairs(L, F)
+    nz1, A1 = random_chunk(20, L, F, 0.4, 1)
+    nz2, A2 = random_chunk(20, L, F, 0.4, 2)
+    a.add(nz1)
+    b.add(nz2)
+    a.merge(b)
+    A = np.concatenate([A1, A2])
+    for i in range(L):
+        for j in range(i + 1, L):
+            C, I = a.block(i, j)
+            np.testing.assert_allclose(C.toarray(), A[:, i].T @ A[:, j], rtol=1e-12)
+            np.testing.assert_allclose(I.toarray(), A[:, i].T @ (A[:, j] > 0), rtol=1e-12)
+
+
+def test_block_plan_fits_the_budget() -> None:
+    plan = BlockPlan.make(8, 100, budget_bytes=7 * 100 * 100 * 8)
+    assert plan.passes == 4 and [len(g) for g in plan.groups] == [7, 7, 7, 7]
+    assert sorted(b for g in plan.groups for b in g) == [(i, j) for i in range(8) for j in range(i + 1, 8)]
+    assert BlockPlan.make(8, 100, 10**12).passes == 1
+    assert BlockPlan.make(1, 100, 10).passes == 0  # one layer: no pairs, nothing to budget
+    with pytest.raises(ValueError, match="raise the budget"):
+        BlockPlan.make(3, 100, 1000)
+    assert parse_bytes("16GB") == 16 * 2**30 and parse_bytes("512MiB") == 512 * 2**20 and parse_bytes("1e9") == 10**9
