@@ -20,6 +20,7 @@ inputs are the same, and a pass resumes from its checkpoint:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -286,7 +287,7 @@ def _pass(
         "documents_seen": stats.documents,
         "windows_seen": stats.windows,
         "context": cfg.stats.context or model.context,
-        "end_cursor": [c.shard, c.record, c.offset],
+        "end_cursor": list(dataclasses.astuple(c)),
         "versions": {name: version(name) for name in ("graphkit", "torch", "transformers")},
         "dictionary_kind": d.kind,
         "read_site": d.read_site,

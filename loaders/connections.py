@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.numpy import load_file as load_np
-from safetensors.numpy import save_file as save_np
 from torch import Tensor
 
 from loaders.dictionary import Dictionary
+from loaders.files import save_arrays
 from loaders.model import HookedModel
 from loaders.pairs import DenseBlocks, PairState, SparsePairs
 from loaders.stats import FeatureStats
@@ -117,7 +117,7 @@ class Candidates:
         return nz.take(keep)
 
     def save(self, path: Path) -> None:
-        save_np({f: getattr(self, f) for f in _FIELDS}, str(path))
+        save_arrays({f: getattr(self, f) for f in _FIELDS}, path)
 
     @staticmethod
     def load(path: Path) -> Candidates:

@@ -21,6 +21,7 @@ windows as the stream does; top-example ties are broken by it.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import io
@@ -74,6 +75,8 @@ class Cursor:
     record: int = 0
     offset: int = 0
     """Byte offset of `record` in a text or JSONL shard (unused for Parquet)."""
+    window: int = 0
+    """First window of `record` still to read (a chunk may end inside a long document)."""
 
 
 class Corpus:
@@ -235,8 +238,9 @@ class Chunk:
 
     windows: list[Window]
     end: Cursor
-    """Cursor after the chunk's last record (where a resumed stream starts)."""
+    """Cursor after the chunk's last window (where a resumed stream starts)."""
     documents: int
+    """Documents whose first window is in the chunk."""
     shard: int
 
 
@@ -249,8 +253,9 @@ def chunks(
     stop_shard: int | None = None,
     group: int = 256,
 ) -> Iterator[Chunk]:
-    """Chunks of about `chunk_tokens` tokens from `start` (records are tokenized `group` at a time;
-    a chunk ends after the record that reaches `chunk_tokens`, or at the end of a shard)."""
+    """Chunks of about `chunk_tokens` tokens from `start`: a chunk ends after the window that
+    reaches `chunk_tokens` (inside a document, if need be) or at the end of a shard. Records
+    are tokenized `group` at a time."""
     out: list[Window] = []
     tokens = docs = 0
     end = start
@@ -259,14 +264,17 @@ def chunks(
             yield Chunk(out, end, docs, end.shard)
             out, tokens, docs = [], 0, 0
         end = after
-        if ids:
-            docs += 1
-            for n, w in enumerate(windows(tokenizer, ids, context)):
-                out.append(Window(window_key(here.shard, here.record, n), w))
-                tokens += len(w)
-        if tokens >= chunk_tokens:
-            yield Chunk(out, end, docs, end.shard)
-            out, tokens, docs = [], 0, 0
+        ws = windows(tokenizer, ids, context) if ids else []
+        first = start.window if (here.shard, here.record) == (start.shard, start.record) else 0
+        for n in range(first, len(ws)):
+            out.append(Window(window_key(here.shard, here.record, n), ws[n]))
+            tokens += len(ws[n])
+            docs += n == 0
+            if tokens >= chunk_tokens:
+                end = after if n + 1 == len(ws) else dataclasses.replace(here, window=n + 1)
+                yield Chunk(out, end, docs, end.shard)
+                out, tokens, docs = [], 0, 0
+                end = after
     if out:
         yield Chunk(out, end, docs, end.shard)
 

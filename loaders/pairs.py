@@ -33,8 +33,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from safetensors.numpy import load_file as load_np
-from safetensors.numpy import save_file as save_np
 from torch import Tensor
+
+from loaders.files import save_arrays
 
 BYTES_PER_PAIR = 8
 """float32 C and float32 I per (source, target)."""
@@ -61,23 +62,37 @@ class NonZeros:
         return np.repeat(np.arange(self.n_tokens, dtype=np.int64), counts)
 
     @staticmethod
-    def build(n_tokens: int, n_layers: int, parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]]) -> NonZeros:
-        """From (token, layer, index, value) parts in any order."""
+    def build(
+        n_tokens: int, n_layers: int, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    ) -> NonZeros:
+        """From (token, layer, index, value) parts already in token-major order, tokens ascending."""
         if parts:
-            tok = np.concatenate([p[0] for p in parts]).astype(np.int64)
-            lay = np.concatenate([np.full(len(p[0]), p[1], np.int64) for p in parts])
-            idx = np.concatenate([p[2] for p in parts]).astype(np.int32)
-            val = np.concatenate([p[3] for p in parts]).astype(np.float32)
+            tok, lay, idx, val = (np.concatenate([p[k] for p in parts]) for k in range(4))
         else:
             tok = lay = np.zeros(0, np.int64)
             idx, val = np.zeros(0, np.int32), np.zeros(0, np.float32)
-        order = np.lexsort((idx, lay, tok))
-        tok, lay, idx, val = tok[order], lay[order], idx[order], val[order]
         counts = np.bincount(tok * n_layers + lay, minlength=n_tokens * n_layers).reshape(n_tokens, n_layers)
         ptr = np.zeros((n_tokens, n_layers + 1), np.int64)
         np.cumsum(counts, axis=1, out=ptr[:, 1:])
         ptr += np.r_[0, np.cumsum(counts.sum(1))[:-1]][:, None]
-        return NonZeros(n_tokens, ptr, lay, idx, val)
+        return NonZeros(
+            n_tokens,
+            ptr,
+            lay.astype(np.int64, copy=False),
+            idx.astype(np.int32, copy=False),
+            val.astype(np.float32, copy=False),
+        )
+
+    @staticmethod
+    def token_major(parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]], n_layers: int):
+        """One batch's per-layer (token, layer, index, value) parts, each sorted by token, merged
+        into token-major order (token, then layer, then index)."""
+        tok = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        lay = np.concatenate([np.full(len(p[0]), p[1], np.int64) for p in parts])
+        order = np.argsort(tok * n_layers + lay, kind="stable")  # merges L sorted runs
+        idx = np.concatenate([p[2] for p in parts])[order]
+        val = np.concatenate([p[3] for p in parts])[order]
+        return tok[order], lay[order], idx, val
 
 
 # -- the plan -----------------------------------------------------------------------------------
@@ -128,25 +143,26 @@ class BlockPlan:
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _scatter(C, I, slot, layer_ptr, index, value, src_ptr, src_tok, src_val, src_layer, src_index):  # pragma: no cover
+def _scatter(C, I, slot, layer_ptr, index, value, src_start, src_end, src_tok, src_val, src_layer, src_index):
     """C[b, s, t] += a_s a_t and I[b, s, t] += a_s for every co-active pair of the group's blocks.
 
-    `slot[i, j]` is the block of (i, j) or −1; sources arrive feature-major (src_ptr over
-    (src_tok, src_val)), targets token-major (layer_ptr over index, value).
+    `slot[i, j]` is the block of (i, j) or −1; source q's entries are src_tok / src_val
+    [src_start[q], src_end[q]) (feature-major), targets token-major (layer_ptr over index, value).
     """
     L = slot.shape[0]
     for q in numba.prange(len(src_layer)):
         i, s = src_layer[q], src_index[q]
-        for p in range(src_ptr[q], src_ptr[q + 1]):
-            tok, a = src_tok[p], src_val[p]
-            for j in range(i + 1, L):
-                b = slot[i, j]
-                if b < 0:
-                    continue
+        for j in range(i + 1, L):
+            b = slot[i, j]
+            if b < 0:
+                continue
+            C_row, I_row = C[b, s], I[b, s]  # one 2 × 4F-byte row pair in cache at a time
+            for p in range(src_start[q], src_end[q]):
+                tok, a = src_tok[p], src_val[p]
                 for r in range(layer_ptr[tok, j], layer_ptr[tok, j + 1]):
                     t = index[r]
-                    C[b, s, t] += a * value[r]
-                    I[b, s, t] += a
+                    C_row[t] += a * value[r]
+                    I_row[t] += a
 
 
 class DenseBlocks:
@@ -177,13 +193,25 @@ class DenseBlocks:
             self._add_gemm(nz)
 
     def _add_scatter(self, nz: NonZeros) -> None:
-        src_layers = sorted({i for i, _ in self.blocks})
-        sel = np.isin(nz.layer, src_layers)
-        g = nz.layer[sel] * self.n_features + nz.index[sel]
-        order = np.argsort(g, kind="stable")  # feature-major; tokens stay ascending within a feature
-        g, tok, val = g[order], nz.token[sel][order], nz.value[sel][order]
-        feats, starts = np.unique(g, return_index=True)
-        ptr = np.r_[starts, len(g)].astype(np.int64)
+        F, L = self.n_features, self.n_layers
+        src_layers = np.array(sorted({i for i, _ in self.blocks}), np.int64)
+        # feature-major view of the source layers (CSR → CSC: a counting sort, tokens stay ascending)
+        indptr = np.r_[nz.layer_ptr[:, 0], nz.layer_ptr[-1, -1]] if nz.n_tokens else np.zeros(1, np.int64)
+        csc = sp.csr_matrix((nz.value, nz.layer * F + nz.index, indptr), shape=(nz.n_tokens, L * F)).tocsc()
+        # each source layer's columns are one contiguous run of the CSC arrays
+        runs = [(int(csc.indptr[i * F]), int(csc.indptr[(i + 1) * F])) for i in src_layers]
+        tok = np.concatenate([csc.indices[a:b] for a, b in runs]).astype(np.int64)
+        val = np.concatenate([csc.data[a:b] for a, b in runs]).astype(np.float32)
+        offsets = np.cumsum([0] + [b - a for a, b in runs])
+        ptr = np.concatenate(
+            [csc.indptr[i * F : (i + 1) * F] - a + o for i, (a, _), o in zip(src_layers, runs, offsets, strict=False)]
+            + [offsets[-1:]]
+        ).astype(np.int64)  # (source feature + 1,)
+        feats = (src_layers[:, None] * F + np.arange(F)).ravel()  # (source feature,) global ids
+        # prange splits its range statically; a fixed shuffle spreads early layers' (costlier)
+        # rows over the threads. Each row still has one owner, so the result does not change.
+        order = np.random.default_rng(0).permutation(len(feats))
+        starts, ends = ptr[:-1][order], ptr[1:][order]
         _scatter(
             self.C.numpy(),
             self.I.numpy(),
@@ -191,11 +219,12 @@ class DenseBlocks:
             nz.layer_ptr,
             nz.index,
             nz.value,
-            ptr,
+            starts,
+            ends,
             tok,
             val,
-            feats // self.n_features,
-            feats % self.n_features,
+            feats[order] // F,
+            feats[order] % F,
         )
 
     def _add_gemm(self, nz: NonZeros) -> None:
@@ -236,7 +265,7 @@ class DenseBlocks:
         return self.C[b], self.I[b]
 
     def save(self, path: Path) -> None:
-        save_np({"C": self.C.cpu().numpy(), "I": self.I.cpu().numpy()}, str(path / "blocks.safetensors"))
+        save_arrays({"C": self.C.cpu().numpy(), "I": self.I.cpu().numpy()}, path / "blocks.safetensors")
         (path / "blocks.json").write_text(json.dumps({"blocks": self.blocks, "n_layers": self.n_layers}))
 
     @staticmethod
@@ -301,7 +330,7 @@ class SparsePairs:
                     f"{name}{i}.indices": m.indices.astype(np.int64),
                     f"{name}{i}.indptr": m.indptr.astype(np.int64),
                 }
-        save_np(arrays, str(path / "pairs.safetensors"))
+        save_arrays(arrays, path / "pairs.safetensors")
 
     @staticmethod
     def load(path: Path, n_layers: int, n_features: int) -> SparsePairs:

@@ -25,6 +25,7 @@ that finds a checkpoint resumes from its cursor and ends bit-identical to an uni
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -35,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.numpy import load_file as load_np
-from safetensors.numpy import save_file as save_np
 from torch import Tensor
 from tqdm import tqdm
 
 from loaders.corpus import NO_KEY, Batch, Corpus, Cursor, chunks, pack, pad_id
 from loaders.dictionary import Dictionary
+from loaders.files import save_arrays
 from loaders.model import HookedModel, Site
 from loaders.pairs import DenseBlocks, NonZeros, PairState, SparsePairs
 
@@ -139,7 +140,7 @@ class FeatureStats:
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        save_np({n: np.ascontiguousarray(getattr(self, n)) for n in ARRAYS}, str(path / "stats.safetensors"))
+        save_arrays({n: np.ascontiguousarray(getattr(self, n)) for n in ARRAYS}, path / "stats.safetensors")
         meta = {k: getattr(self, k) for k in ("n_layers", "n_features", "k", "window", "tokens", "documents")}
         meta |= {"windows": self.windows, "sigma_final": self.sigma_final}
         (path / "stats.json").write_text(json.dumps(meta))
@@ -249,7 +250,7 @@ class PassState:
             self.pairs.save(tmp)
         c = self.cursor
         meta = {
-            "cursor": [c.shard, c.record, c.offset],
+            "cursor": list(dataclasses.astuple(c)),
             "done": self.done,
             "shards_done": self.shards_done,
             "pairs": type(self.pairs).__name__,
@@ -295,7 +296,7 @@ class _Accumulator:
         # device mirrors of the statistics (on the CPU they share the arrays' memory)
         self.dev: dict[str, Tensor] = {} if s is None else {n: torch.from_numpy(getattr(s, n)).to(dev) for n in ARRAYS}
         self.sigma_final = torch.zeros((), dtype=torch.float64, device=dev)
-        self.parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # per batch, token-major
         self.chunk_tokens = 0
 
     @torch.no_grad()
@@ -316,17 +317,22 @@ class _Accumulator:
                 handle.remove()
         mask = batch.mask.to(dev)  # (batch, pos)
         n = int(mask.sum())
+        token_of = torch.full(mask.shape, -1, dtype=torch.long, device=dev)  # (batch, pos) → counted token
+        token_of[mask] = torch.arange(n, device=dev)
         F = d.n_features
+        parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         for i, l in enumerate(d.layers):
-            a = d.encode(l, store[(l, d.read_site)][0]).float()  # (batch, pos, feature)
-            a.masked_fill_(~mask[..., None], 0)
-            flat = a[mask]  # (n, feature), row-major over (batch, pos)
-            tok, idx = (flat > 0).nonzero(as_tuple=True)
-            val = flat[tok, idx]
+            a = d.encode(l, store[(l, d.read_site)][0])  # (batch, pos, feature)
+            row, pos, idx = (a > 0).nonzero(as_tuple=True)  # row-major: tokens ascending
+            counted = mask[row, pos]
+            row, pos, idx = row[counted], pos[counted], idx[counted]
+            val = a[row, pos, idx].float()
             if stats is not None:
                 self._feature_stats(i * F, idx, val)
-                self._merge_top(i * F, a, batch)
-            self.parts.append(((tok + self.chunk_tokens).cpu().numpy(), i, idx.int().cpu().numpy(), val.cpu().numpy()))
+                self._merge_top(i * F, a, batch, row, pos, idx, val)
+            tok = token_of[row, pos] + self.chunk_tokens
+            parts.append((tok.cpu().numpy(), i, idx.int().cpu().numpy(), val.cpu().numpy()))
+        self.parts.append(NonZeros.token_major(parts, len(d.layers)))
         if stats is not None:
             for i, l in enumerate(d.layers):
                 x = store[(l, "resid_mid")][0] if d.read_site != "resid_mid" else store[(l, d.read_site)][0]
@@ -347,29 +353,49 @@ class _Accumulator:
         cells = idx * n_bins + bins
         s["hist"][offset : offset + F].view(-1).index_add_(0, cells, torch.ones_like(cells))
 
-    def _merge_top(self, offset: int, a: Tensor, batch: Batch) -> None:
-        """Step 3 for one layer's features: a (batch, pos, feature), masked."""
+    def _merge_top(
+        self, offset: int, a: Tensor, batch: Batch, row: Tensor, pos: Tensor, idx: Tensor, val: Tensor
+    ) -> None:
+        """Step 3 for one layer's features from its counted non-zeros (row, pos, idx, val).
+
+        Only entries at least the feature's current k-th value can enter; per (window, feature)
+        the maximum and its first position are found among those, and merged.
+        """
         F, w = self.d.n_features, self.state.stats.window  # type: ignore[union-attr]
-        peak, pos = a.max(dim=1)  # (batch, feature): each window's maximum
         cur = {n: self.dev[n][:, offset : offset + F] for n in TOP_FIELDS}
-        val = peak.masked_fill(peak <= 0, -np.inf)
-        live = ((val >= cur["top_val"][-1]) & (val > -np.inf)).any(0).nonzero().squeeze(1)  # with a contender
-        if len(live) == 0:
+        contender = val >= cur["top_val"][-1][idx]
+        row, pos, idx, val = row[contender], pos[contender], idx[contender], val[contender]
+        if len(val) == 0:
             return
-        rows = torch.arange(len(batch.keys), device=a.device)[:, None].expand(-1, len(live))
-        p = pos[:, live]  # (batch, live)
-        where = p[..., None] + torch.arange(-w, w + 1, device=a.device)  # (batch, live, 2w+1)
+        dev, R = a.device, len(batch.keys)
+        cell = row * F + idx  # (window, feature) cell of each entry
+        peak = torch.full((R * F,), -np.inf, device=dev).scatter_reduce_(0, cell, val, "amax")
+        at_peak = val == peak[cell]
+        first = torch.full((R * F,), a.shape[1], dtype=torch.long, device=dev)
+        first.scatter_reduce_(0, cell[at_peak], pos[at_peak], "amin")
+        cells = cell[at_peak].unique()
+        live = idx[at_peak].unique()
+        # candidates as (window, live feature) tables; −inf where a window has none
+        live_of = torch.full((F,), -1, dtype=torch.long, device=dev)
+        live_of[live] = torch.arange(len(live), device=dev)
+        c_row, c_feat = cells // F, cells % F
+        c_col = live_of[c_feat]
+        cand_val = torch.full((R, len(live)), -np.inf, device=dev)
+        cand_val[c_row, c_col] = peak[cells]
+        p = torch.zeros((R, len(live)), dtype=torch.long, device=dev)
+        p[c_row, c_col] = first[cells]
+        where = p[..., None] + torch.arange(-w, w + 1, device=dev)  # (window, live, 2w+1)
         T = a.shape[1]
         wc = where.clamp(0, T - 1)
-        ids, attn = batch.input_ids.to(a.device), batch.attention_mask.to(a.device)
-        r3 = rows[..., None].expand_as(wc)
+        ids, attn = batch.input_ids.to(dev), batch.attention_mask.to(dev)
+        r3 = torch.arange(R, device=dev)[:, None, None].expand_as(wc)
         valid = (where >= 0) & (where < T) & attn[r3, wc].bool()
         cand = {
-            "top_val": val[:, live],
-            "top_key": batch.keys.to(a.device)[:, None].expand(-1, len(live)),
+            "top_val": cand_val,
+            "top_key": batch.keys.to(dev)[:, None].expand(-1, len(live)),
             "top_pos": p,
             "top_tok": torch.where(valid, ids[r3, wc], -1),
-            "top_act": a[r3, wc, live[None, :, None].expand_as(wc)] * valid,
+            "top_act": a[r3, wc, live[None, :, None].expand_as(wc)].float() * valid,
         }
         sub = {n: t[:, live] for n, t in cur.items()}
         merge_top(sub, cand)

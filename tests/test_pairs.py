@@ -14,11 +14,10 @@ def random_chunk(n_tokens: int, n_layers: int, n_features: int, density: float, 
     A = rng.random((n_tokens, n_layers, n_features)) * (rng.random((n_tokens, n_layers, n_features)) < density)
     A = A.astype(np.float32).astype(np.float64)
     parts = []
-    for i in range(n_layers):
+    for i in rng.permutation(n_layers):  # layers in any order
         tok, idx = np.nonzero(A[:, i])
-        parts.append((tok, i, idx, A[tok, i, idx]))
-    rng.shuffle(parts)  # any order in
-    return NonZeros.build(n_tokens, n_layers, parts), A
+        parts.append((tok, int(i), idx, A[tok, i, idx]))
+    return NonZeros.build(n_tokens, n_layers, [NonZeros.token_major(parts, n_layers)]), A
 
 
 def test_nonzeros_are_token_major() -> None:

@@ -1,0 +1,161 @@
+"""Collect at scale on the synthetic setup: throughput, peak memory and pair-state bytes.
+
+    python benchmarks/synthetic.py --out build/synthetic          # once (≈ 30 s)
+    python benchmarks/bench_scale.py [--setup build/synthetic] [--tokens 20000 80000 160000]
+        [--budgets 16GB 4GB]
+
+For each token count N, each in its own subprocess (so peak RSS is per run):
+
+1. ``forward+encode``: the model over the same windows and batches collect uses (streamed
+   chunks, length-bucketed batches of `batch_tokens`), every layer's read site encoded;
+2. ``collect`` at each memory budget: `loaders.collect.collect` with ``max_tokens=N``, dense
+   pair blocks (C and I, 8 B per pair) in as many passes as the budget needs.
+
+Prints tokens/s of each, the first pass's throughput over forward+encode (goal ≥ 0.5), the
+peak RSS and its growth from the smallest to the largest N (goal ≤ 15%), and the bytes of
+pair state per pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def forward_encode(setup: Path, tokens: int) -> dict:
+    import torch
+
+    from loaders.corpus import Corpus, chunks, pack, pad_id
+    from loaders.dictionary import load_dictionary
+    from loaders.model import HookedModel
+    from loaders.stats import StatsConfig
+
+    cfg = StatsConfig()
+    model = HookedModel.load(setup / "model")
+    d = load_dictionary(setup / "clt")
+    sites = [(l, d.read_site) for l in d.layers]
+    seen = 0
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for chunk in chunks(Corpus(setup / "corpus"), model.tokenizer, model.context, cfg.chunk_tokens):
+            for b in pack(chunk.windows, cfg.batch_tokens, pad_id(model.tokenizer)):
+                store: dict = {k: [] for k in sites}
+                with model.hooks(capture=store):
+                    model.model.base_model(input_ids=b.input_ids, attention_mask=b.attention_mask)
+                for l in d.layers:
+                    d.encode(l, store[(l, d.read_site)][0])
+                seen += int(b.mask.sum())
+            if seen >= tokens:
+                break
+    return {"tokens": seen, "seconds": time.perf_counter() - t0}
+
+
+def run_collect(setup: Path, tokens: int, budget: str) -> dict:
+    import dataclasses
+
+    from loaders.collect import CollectConfig, collect
+    from loaders.pairs import parse_bytes
+
+    base = CollectConfig()
+    cfg = dataclasses.replace(
+        base, memory_budget=parse_bytes(budget), stats=dataclasses.replace(base.stats, max_tokens=tokens)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        run = collect(
+            str(setup / "model"), str(setup / "clt"), setup / "corpus", Path(tmp) / "run", cfg, progress=False
+        )
+        wall = time.perf_counter() - t0
+        m = json.loads(run.manifest.read_text())
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        f = pq.read_table(run.features, columns=["layer", "density"])
+        l0 = [pc.sum(f.filter(pc.equal(f["layer"], l))["density"]).as_py() for l in sorted(set(f["layer"].to_pylist()))]
+    return {"tokens": m["tokens_seen"], "seconds": wall, "pass_seconds": m["seconds"], "pairs": m["pairs"], "l0": l0}
+
+
+def child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setup", type=Path, default=Path("build/synthetic"))
+    p.add_argument("--tokens", type=int, nargs="+", default=[20_000, 80_000, 160_000])
+    p.add_argument("--budgets", nargs="+", default=["16GB", "4GB"])
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        mode, setup, tokens, *rest = a.child
+        result = (
+            forward_encode(Path(setup), int(tokens)) if mode == "fe" else run_collect(Path(setup), int(tokens), rest[0])
+        )
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    rows = []
+    for n in a.tokens:
+        fe = child(["fe", str(a.setup), str(n)])
+        fe_rate = fe["tokens"] / fe["seconds"]
+        print(
+            f"{n:>7} forward+encode: {fe['tokens']:,} tokens, {fe_rate:,.0f} tok/s, {fe['peak_rss_mib']:,.0f} MiB",
+            flush=True,
+        )
+        for budget in a.budgets:
+            c = child(["collect", str(a.setup), str(n), budget])
+            passes = c["pairs"]["passes"]
+            first = c["tokens"] / c["pass_seconds"]["pass-0"]
+            all_passes = sum(v for k, v in c["pass_seconds"].items() if k.startswith("pass-"))
+            edges = sum(v for k, v in c["pass_seconds"].items() if k.startswith("edges-"))
+            row = {
+                "tokens": c["tokens"],
+                "budget": budget,
+                "passes": passes,
+                "pass0_tok_s": first,
+                "ratio": first / fe_rate,
+                "all_passes_s": all_passes,
+                "edges_s": edges,
+                "wall_s": c["seconds"],
+                "peak_rss_mib": c["peak_rss_mib"],
+                "pair_bytes": max(c["pairs"]["bytes_per_pass"]),
+                "fe_tok_s": fe_rate,
+            }
+            row["l0"] = sum(c["l0"]) / len(c["l0"])
+            rows.append(row)
+            print(
+                f"{n:>7} collect {budget:>5}: {passes} pass(es), pass 0 {first:,.0f} tok/s = {first / fe_rate:.2f} × "
+                f"forward+encode; passes {all_passes:.0f} s, edges {edges:.0f} s, whole {c['seconds']:.0f} s; "
+                f"peak RSS {c['peak_rss_mib']:,.0f} MiB; pair state {row['pair_bytes'] / 2**30:.2f} GiB; "
+                f"mean L0 {row['l0']:.0f} per layer",
+                flush=True,
+            )
+    print(
+        "\n| tokens | budget | passes | pass-0 tok/s | forward+encode tok/s | ratio "
+        "| all passes s | edges s | peak RSS MiB | pair state GiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['tokens']:,} | {r['budget']} | {r['passes']} | {r['pass0_tok_s']:,.0f} | {r['fe_tok_s']:,.0f} | "
+            f"**{r['ratio']:.2f}** | {r['all_passes_s']:.0f} | {r['edges_s']:.0f} | {r['peak_rss_mib']:,.0f} | "
+            f"{r['pair_bytes'] / 2**30:.2f} |"
+        )
+    for budget in a.budgets:
+        mine = [r for r in rows if r["budget"] == budget]
+        if len(mine) > 1:
+            growth = mine[-1]["peak_rss_mib"] / mine[0]["peak_rss_mib"] - 1
+            print(
+                f"peak RSS growth {mine[0]['tokens']:,} → {mine[-1]['tokens']:,} tokens at {budget}: **{growth:+.1%}**"
+            )
+
+
+if __name__ == "__main__":
+    main()

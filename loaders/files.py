@@ -1,0 +1,49 @@
+"""Writing run files: safetensors without a copy in memory, and atomic replacement.
+
+`save_arrays` writes the safetensors format (an 8-byte little-endian header length, a JSON
+header of dtype, shape and byte offsets per tensor, then the raw bytes) straight from each
+array's buffer. The `safetensors` package's writer first copies every tensor into one bytes
+object, which doubles peak memory for the dense pair blocks (gigabytes). Files it writes
+read back with `safetensors.numpy.load_file` and any other safetensors reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+_DTYPES = {
+    np.dtype(np.float64): "F64",
+    np.dtype(np.float32): "F32",
+    np.dtype(np.float16): "F16",
+    np.dtype(np.int64): "I64",
+    np.dtype(np.int32): "I32",
+    np.dtype(np.int16): "I16",
+    np.dtype(np.int8): "I8",
+    np.dtype(np.uint8): "U8",
+    np.dtype(np.bool_): "BOOL",
+}
+
+
+def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Write `arrays` as one safetensors file, atomically (temporary file, then rename)."""
+    header: dict[str, dict] = {}
+    offset = 0
+    for name, a in arrays.items():
+        if a.dtype not in _DTYPES:
+            raise TypeError(f"save_arrays: {name} has dtype {a.dtype}, not one safetensors stores here")
+        header[name] = {"dtype": _DTYPES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for a in arrays.values():
+            np.ascontiguousarray(a).tofile(f)
+    os.replace(tmp, path)
