@@ -112,9 +112,11 @@ def main() -> None:
         for budget in a.budgets:
             c = child(["collect", str(a.setup), str(n), budget])
             passes = c["pairs"]["passes"]
-            first = c["tokens"] / c["pass_seconds"]["pass-0"]
-            all_passes = sum(v for k, v in c["pass_seconds"].items() if k.startswith("pass-"))
-            edges = sum(v for k, v in c["pass_seconds"].items() if k.startswith("edges-"))
+            secs = c["pass_seconds"]
+            first = c["tokens"] / (secs["pass-0"] - secs["checkpoints-0"])  # streaming, checkpoints apart
+            all_passes = sum(v for k, v in secs.items() if k.startswith("pass-"))
+            saving = sum(v for k, v in secs.items() if k.startswith("checkpoints-"))
+            edges = sum(v for k, v in secs.items() if k.startswith("edges-"))
             row = {
                 "tokens": c["tokens"],
                 "budget": budget,
@@ -122,6 +124,7 @@ def main() -> None:
                 "pass0_tok_s": first,
                 "ratio": first / fe_rate,
                 "all_passes_s": all_passes,
+                "checkpoint_s": saving,
                 "edges_s": edges,
                 "wall_s": c["seconds"],
                 "peak_rss_mib": c["peak_rss_mib"],
@@ -132,21 +135,22 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{n:>7} collect {budget:>5}: {passes} pass(es), pass 0 {first:,.0f} tok/s = {first / fe_rate:.2f} × "
-                f"forward+encode; passes {all_passes:.0f} s, edges {edges:.0f} s, whole {c['seconds']:.0f} s; "
+                f"forward+encode; passes {all_passes:.0f} s (checkpoints {saving:.0f} s), edges {edges:.0f} s, "
+                f"whole {c['seconds']:.0f} s; "
                 f"peak RSS {c['peak_rss_mib']:,.0f} MiB; pair state {row['pair_bytes'] / 2**30:.2f} GiB; "
                 f"mean L0 {row['l0']:.0f} per layer",
                 flush=True,
             )
     print(
         "\n| tokens | budget | passes | pass-0 tok/s | forward+encode tok/s | ratio "
-        "| all passes s | edges s | peak RSS MiB | pair state GiB |"
+        "| all passes s | checkpoints s | edges s | peak RSS MiB | pair state GiB | mean L0 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['tokens']:,} | {r['budget']} | {r['passes']} | {r['pass0_tok_s']:,.0f} | {r['fe_tok_s']:,.0f} | "
-            f"**{r['ratio']:.2f}** | {r['all_passes_s']:.0f} | {r['edges_s']:.0f} | {r['peak_rss_mib']:,.0f} | "
-            f"{r['pair_bytes'] / 2**30:.2f} |"
+            f"**{r['ratio']:.2f}** | {r['all_passes_s']:.0f} | {r['checkpoint_s']:.0f} | {r['edges_s']:.0f} | "
+            f"{r['peak_rss_mib']:,.0f} | {r['pair_bytes'] / 2**30:.2f} | {r['l0']:.0f} |"
         )
     for budget in a.budgets:
         mine = [r for r in rows if r["budget"] == budget]

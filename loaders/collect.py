@@ -203,7 +203,11 @@ def collect(
             cands = Candidates.empty() if state.pairs is None else _candidates(model, d, stats, state.pairs, cfg.top_k)
             cands.save(run.candidates(p))
             timings = manifest.setdefault("seconds", {})
-            timings |= {f"pass-{p}": round(t1 - t0, 3), f"edges-{p}": round(time.perf_counter() - t1, 3)}
+            timings |= {
+                f"pass-{p}": round(t1 - t0, 3),
+                f"checkpoints-{p}": round(state.save_seconds, 3),
+                f"edges-{p}": round(time.perf_counter() - t1, 3),
+            }
             mark(f"pairs-{p}")
             if p == 0:  # keep the statistics, drop the pass's pair sums
                 PassState(stats, None, state.cursor, done=True).save(run.stats)

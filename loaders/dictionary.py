@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 import yaml
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -76,7 +77,7 @@ class Dictionary:
     write_site: Site
     W_enc: dict[int, Tensor]  # layer → (feature, d_model)
     b_enc: dict[int, Tensor]  # layer → (feature,)
-    W_dec: dict[int, Tensor]  # layer → (feature, n_targets, d_model), targets = write_targets
+    W_dec: Mapping[int, Tensor]  # layer → (feature, n_targets, d_model), targets = write_targets
     b_dec: dict[int, Tensor]  # target layer → (d_model,)
     activation: dict[int, Activation]
     model_name: str = ""
@@ -188,11 +189,11 @@ def _read(path: Path) -> dict[str, Tensor]:
         ) from e
 
 
-def _tensor(data: dict[str, Tensor], key: str, shape: tuple[int, ...], path: Path) -> Tensor:
+def _tensor(data: dict[str, Tensor], key: str, shape: tuple[int, ...] | None, path: Path) -> Tensor:
     if key not in data:
         raise DictionaryError(f"{path}: tensor {key!r} is missing (has: {', '.join(sorted(data))})")
     t = data[key]
-    if tuple(t.shape) != shape:
+    if shape is not None and tuple(t.shape) != shape:
         raise DictionaryError(f"{path}: tensor {key!r} has shape {tuple(t.shape)}, expected {shape}")
     return t.float()
 
@@ -231,7 +232,7 @@ def load_clt(path: Path) -> Dictionary:
         raise DictionaryError(f"{path}: no W_enc_*.safetensors files (circuit-tracer CLT layout)")
     n_layers = len(files)
     layers = tuple(range(n_layers))
-    W_enc, b_enc, W_dec, b_dec, act = {}, {}, {}, {}, {}
+    W_enc, b_enc, b_dec, act = {}, {}, {}, {}
     first = _read(path / "W_enc_0.safetensors")
     if "W_enc_0" not in first:
         raise DictionaryError(f"{path / 'W_enc_0.safetensors'}: tensor 'W_enc_0' is missing")
@@ -244,8 +245,9 @@ def load_clt(path: Path) -> Dictionary:
         b_dec[i] = _tensor(enc, f"b_dec_{i}", (d_model,), fenc)
         thr = _tensor(enc, f"threshold_{i}", (n_feat,), fenc) if f"threshold_{i}" in enc else None
         act[i] = _activation(cfg.get("activation"), thr, cfg.get("k"))
-        fdec = path / f"W_dec_{i}.safetensors"
-        W_dec[i] = _tensor(_read(fdec), f"W_dec_{i}", (n_feat, n_layers - i, d_model), fdec)
+    W_dec = DiskTensors({i: path / f"W_dec_{i}.safetensors" for i in layers}, "W_dec_{}")
+    for i in layers:
+        W_dec.check(i, (n_feat, n_layers - i, d_model))
     return Dictionary(
         "clt",
         layers,
@@ -259,6 +261,46 @@ def load_clt(path: Path) -> Dictionary:
         model_name=cfg.get("model_name", ""),
         name=str(path),
     )
+
+
+class DiskTensors(Mapping[int, Tensor]):
+    """Tensors read from their safetensors files when asked for, the last one kept.
+
+    A CLT's decoders are most of its bytes (53 GB in float32 for Gemma-2-2B's) and the
+    statistics pass never reads them; virtual weights and unembeds read them one source
+    layer at a time, in order, so holding the last one suffices.
+    """
+
+    def __init__(self, files: dict[int, Path], key: str):
+        self.files, self.key = files, key
+        self._last: tuple[int, Tensor] | None = None
+
+    def check(self, layer: int, shape: tuple[int, ...]) -> None:
+        """Fail now, naming the file, if the tensor is missing or has another shape."""
+        path, name = self.files[layer], self.key.format(layer)
+        if not path.exists():
+            raise DictionaryError(f"missing dictionary file {path}; is the directory complete?")
+        try:
+            with safe_open(path, framework="pt") as f:
+                if name not in f.keys():  # noqa: SIM118 (safe_open has keys(), no __contains__)
+                    raise DictionaryError(f"{path}: tensor {name!r} is missing (has: {', '.join(sorted(f.keys()))})")
+                got = tuple(f.get_slice(name).get_shape())
+        except (SafetensorError, OSError) as e:
+            raise DictionaryError(f"cannot read {path}: {e}. The file is malformed or truncated.") from e
+        if got != shape:
+            raise DictionaryError(f"{path}: tensor {name!r} has shape {got}, expected {shape}")
+
+    def __getitem__(self, layer: int) -> Tensor:
+        if self._last is None or self._last[0] != layer:
+            path = self.files[layer]
+            self._last = (layer, _tensor(_read(path), self.key.format(layer), None, path))
+        return self._last[1]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
 
 
 def _plt_files(cfg: dict, path: Path) -> dict[int, Path]:

@@ -13,8 +13,8 @@ Two states accumulate them from a chunk's non-zero activations (`NonZeros`):
     - on the CPU, a sparse outer-product scatter (`_scatter`, numba, parallel over source
       features so no two threads touch one row; each row's updates run in token order, so the
       result does not depend on the thread count);
-    - on a GPU, a GEMM per block over the chunk's densified activations: C_ij += A_iᵀ A_j,
-      I_ij += A_iᵀ 1(A_j > 0), in full float32 (TF32 off).
+    - on a GPU, a sparse × dense product per block: C_ij += A_iᵀ A_j, I_ij += A_iᵀ 1(A_j > 0)
+      with A_iᵀ in CSR (a dense GEMM would do 1/density² times the work: ~10⁴ at real L0).
 - `SparsePairs` (``--exact-pairs``): every co-active pair kept in float64 scipy CSR, per source
   layer a (feature, later-layer features) matrix. Exact and small for small dictionaries; its
   size grows with the corpus toward n² pairs, so it is the test oracle, not the scale path.
@@ -25,6 +25,7 @@ Both merge by addition (`merge`), so shards processed apart add up to one pass o
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,15 +183,16 @@ class DenseBlocks:
         return self.C.numel() * 4 * 2
 
     def add(self, nz: NonZeros, backend: str = "auto") -> None:
-        """Accumulate a chunk (`backend`: ``scatter`` (CPU), ``gemm``, or ``auto`` by device)."""
+        """Accumulate a chunk (`backend`: ``scatter`` (numba, CPU), ``spmm`` (torch sparse × dense,
+        any device), or ``auto``: scatter on the CPU, spmm on a GPU)."""
         if not self.blocks or len(nz.value) == 0:
             return
         if backend == "auto":
-            backend = "scatter" if self.C.device.type == "cpu" else "gemm"
+            backend = "scatter" if self.C.device.type == "cpu" else "spmm"
         if backend == "scatter":
             self._add_scatter(nz)
         else:
-            self._add_gemm(nz)
+            self._add_spmm(nz)
 
     def _add_scatter(self, nz: NonZeros) -> None:
         F, L = self.n_features, self.n_layers
@@ -227,31 +229,28 @@ class DenseBlocks:
             feats[order] % F,
         )
 
-    def _add_gemm(self, nz: NonZeros) -> None:
-        dev = self.C.device
+    def _add_spmm(self, nz: NonZeros) -> None:
+        """C_ij += A_iᵀ A_j and I_ij += A_iᵀ 1(A_j > 0) with A_iᵀ sparse (CSR) and A_j dense:
+        nnz(A_i) · F multiply-adds a block, not n · F² as a dense GEMM would (activations are
+        ~1% dense). One block at a time, so at most one dense (token, feature) layer is held."""
+        dev, F, n = self.C.device, self.n_features, nz.n_tokens
         tok = torch.from_numpy(nz.token).to(dev)
         idx = torch.from_numpy(nz.index.astype(np.int64)).to(dev)
         val = torch.from_numpy(nz.value).to(dev)
         lay = torch.from_numpy(nz.layer).to(dev)
-        dense: dict[int, Tensor] = {}
-
-        def layer(i: int) -> Tensor:  # (token, feature)
-            if i not in dense:
+        sources: dict[int, Tensor] = {}
+        for b, (i, j) in enumerate(self.blocks):
+            if i not in sources:
                 m = lay == i
-                a = torch.zeros(nz.n_tokens, self.n_features, device=dev)
-                a[tok[m], idx[m]] = val[m]
-                dense[i] = a
-            return dense[i]
-
-        tf32 = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            for b, (i, j) in enumerate(self.blocks):
-                A_i, A_j = layer(i), layer(j)
-                self.C[b].addmm_(A_i.T, A_j)
-                self.I[b].addmm_(A_i.T, (A_j > 0).float())
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+                coo = torch.sparse_coo_tensor(torch.stack([idx[m], tok[m]]), val[m], (F, n), check_invariants=False)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                    sources = {i: coo.coalesce().to_sparse_csr()}  # (feature, token); blocks in (i, j) order
+            m = lay == j
+            A_j = torch.zeros(n, F, device=dev)  # (token, feature)
+            A_j[tok[m], idx[m]] = val[m]
+            self.C[b] += torch.sparse.mm(sources[i], A_j)
+            self.I[b] += torch.sparse.mm(sources[i], (A_j > 0).float())
 
     def merge(self, other: DenseBlocks) -> None:
         if other.blocks != self.blocks:

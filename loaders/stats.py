@@ -29,6 +29,7 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,6 +233,8 @@ class PassState:
     done: bool = False
     shards_done: list[int] | None = None
     """Shards merged so far, when shards run as separate units (`loaders.distributed`)."""
+    save_seconds: float = 0.0
+    """Time spent writing checkpoints in this process (not saved)."""
 
     def merge(self, other: PassState) -> None:
         if self.stats is not None and other.stats is not None:
@@ -241,6 +244,7 @@ class PassState:
 
     def save(self, path: Path) -> None:
         """Write atomically: into a temporary directory, then rename over `path`."""
+        t0 = time.perf_counter()
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -264,6 +268,7 @@ class PassState:
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
+        self.save_seconds += time.perf_counter() - t0
 
     @staticmethod
     def load(path: Path, device: str = "cpu") -> PassState:

@@ -109,3 +109,19 @@ def test_every_family_exposes_its_sites(family: str) -> None:
         sigma = norm.denominator(acts[(l, "resid_mid")])[..., None].float()
         expected = norm.apply(acts[(l, "resid_mid")], sigma) + (norm.bias if norm.bias is not None else 0)
         torch.testing.assert_close(acts[(l, "mlp_in")], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_clt_decoders_stay_on_disk_until_read(tmp_path: Path) -> None:
+    """The pass reads only encoders: a CLT's decoders are read from their files when asked for."""
+    from loaders.dictionary import DiskTensors
+
+    model = tiny_model("llama")
+    d = random_dictionary(model, "clt")
+    save_dictionary(d, tmp_path / "clt")
+    lazy = load_dictionary(tmp_path / "clt")
+    assert isinstance(lazy.W_dec, DiskTensors) and lazy.W_dec._last is None
+    on_device = lazy.encoders_to("cpu")
+    assert on_device.W_dec is lazy.W_dec and lazy.W_dec._last is None
+    for layer in d.layers:
+        assert torch.equal(lazy.W_dec[layer], d.W_dec[layer])
+    assert lazy.W_dec._last is not None and lazy.W_dec._last[0] == d.layers[-1]  # only the last one is held
