@@ -158,13 +158,34 @@ def _fail(e: Exception) -> click.ClickException:
 @click.option("--name", default=None, help="Dictionary name in the store (default: the run's dictionary).")
 @click.option("--replace", is_flag=True, help="Replace the same-named dictionary loaded from another run.")
 @click.option("--batch-size", default=10_000, show_default=True, help="Rows per transaction / COPY chunk.")
-def load(run: str, store: str | None, name: str | None, replace: bool, batch_size: int) -> None:
+@click.option("--bulk", is_flag=True, help="Into a fresh local Neo4j with its offline importer (fast).")
+@click.option("--neo4j-dir", default=None, help="The local Neo4j's directory for --bulk (as `graphkit neo4j`).")
+def load(
+    run: str, store: str | None, name: str | None, replace: bool, batch_size: int, bulk: bool, neo4j_dir: str | None
+) -> None:
     """Write a run directory (from `graphkit collect`) into a graph store."""
     from pathlib import Path
 
     from loaders.graph.load import load_run
     from loaders.graph.store import StoreError, open_store
 
+    if bulk:
+        from graphkit import neo4j_local
+
+        if store is not None or replace:
+            raise click.UsageError(
+                "--bulk imports into the local Neo4j of --neo4j-dir; it takes no --store or --replace"
+            )
+        try:
+            r = neo4j_local.bulk_load(Path(run), Path(neo4j_dir or neo4j_local.DEFAULT_DIR), name=name)
+        except (StoreError, ValueError, neo4j_local.Neo4jLocalError) as e:
+            raise _fail(e) from e
+        rate = r.edges / max(r.import_seconds, 1e-9)
+        click.echo(
+            f"imported {r.dictionary}: {r.features} features, {r.edges} edges ({r.rows} rows) in "
+            f"{r.import_seconds:.1f} s ({rate:,.0f} edges/s) → {r.uri}"
+        )
+        return
     try:
         target = open_store(store or Path(run) / "graph")
         result = load_run(Path(run), target, name=name, replace=replace, batch_size=batch_size)

@@ -37,7 +37,9 @@ class ServerInfo:
 def build() -> Path:
     """Compile the launcher and fetch its jars (once); return the classpath root."""
     classes, lib = PROJECT / "target" / "classes", PROJECT / "target" / "lib"
-    if (classes / "graphkit" / "LocalNeo4j.class").exists() and lib.is_dir():
+    built = classes / "graphkit" / "LocalNeo4j.class"
+    source = PROJECT / "src" / "main" / "java" / "graphkit" / "LocalNeo4j.java"
+    if built.exists() and lib.is_dir() and built.stat().st_mtime >= source.stat().st_mtime:
         return PROJECT / "target"
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise Neo4jLocalError("the local Neo4j needs Java 17 and Maven (mvn) on PATH")
@@ -137,3 +139,105 @@ def stop(directory: Path = DEFAULT_DIR, timeout: float = 60.0) -> bool:
         os.kill(info.pid, signal.SIGKILL)
     (Path(directory) / "neo4j.pid").unlink(missing_ok=True)
     return True
+
+
+def admin(directory: Path, args: list[str], timeout: float = 3600.0) -> str:
+    """Run ``neo4j-admin ARGS`` (Neo4j's own AdminTool, from the launcher's jars) on the
+    server's store in `directory`; the server must be stopped. Returns its output."""
+    directory = Path(directory).resolve()
+    target = build()
+    home = directory / "data"  # the embedded DBMS's home: `start` passes it as --dir
+    conf = directory / "admin-conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "neo4j.conf").write_text("")  # the defaults: data under $NEO4J_HOME/data, as the DBMS has it
+    classpath = f"{target / 'classes'}{os.pathsep}{target / 'lib' / '*'}"
+    proc = subprocess.run(
+        ["java", "-Xmx1g", "-cp", classpath, "org.neo4j.cli.AdminTool", *args],
+        env={**os.environ, "NEO4J_HOME": str(home), "NEO4J_CONF": str(conf)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise Neo4jLocalError(f"neo4j-admin {' '.join(args[:3])} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What `bulk_load` imported, and how long the importer took."""
+
+    dictionary: str
+    features: int
+    edges: int
+    rows: int
+    """Nodes and relationships in all."""
+    import_seconds: float
+    uri: str
+
+
+def bulk_load(
+    run: Path,
+    directory: Path = DEFAULT_DIR,
+    name: str | None = None,
+    port: int = 7687,
+    password: str | None = None,
+    rule=None,
+) -> BulkResult:
+    """Load `run` into a fresh local Neo4j with its offline importer.
+
+    1. start the server in `directory` (or find it running) and check the database is empty:
+       the importer rebuilds the database whole, so it never runs over loaded data;
+    2. write the run's tables as the importer's CSV files (`loaders.graph.bulk`), stop the
+       server, run ``neo4j-admin database import full``;
+    3. start the server again, create constraints and indexes, write the Dictionary node last.
+    """
+    import tempfile
+
+    from loaders.graph.bulk import write_import_files
+    from loaders.graph.load import read_manifest, run_tables, short_name
+    from loaders.graph.store import cypher, open_store
+    from loaders.motor import MotorRule
+
+    run = Path(run)
+    manifest = read_manifest(run)
+    dictionary = name or short_name(manifest["dictionary"])
+    model = short_name(manifest["model"])
+    password = password or os.environ.get("NEO4J_PASSWORD") or DEFAULT_PASSWORD
+    info = start(directory, port=port, password=password)
+    uri = info.uri.replace("bolt://", f"bolt://neo4j:{password}@")
+    store = open_store(uri)
+    try:
+        held = store.read("MATCH (n) RETURN count(n) AS n")[0]["n"]
+    finally:
+        store.close()
+    if held:
+        raise Neo4jLocalError(
+            f"the database in {directory} holds {held} nodes; --bulk imports into a fresh database only. "
+            "Load over Bolt (without --bulk) to add to it, or give another --neo4j-dir"
+        )
+    tables = run_tables(run, manifest, dictionary, model, rule or MotorRule(), set())
+    with tempfile.TemporaryDirectory(prefix="graphkit-import-") as tmp:
+        files = write_import_files(tables.tables, Path(tmp))
+        port = int(info.uri.rsplit(":", 1)[1])
+        stop(directory)
+        t0 = time.perf_counter()
+        admin(directory, [*files.args(), "--max-off-heap-memory=50%", f"--report-file={Path(tmp) / 'import.report'}"])
+        seconds = time.perf_counter() - t0
+    info = start(directory, port=port, password=password)
+    store = open_store(uri)
+    try:
+        store.ensure_schema()
+        store.write(cypher("fill_empty_lists"), {"dictionary": dictionary})
+        store.write(cypher("upsert_dictionary"), tables.dictionary)
+    finally:
+        store.close()
+    t = tables.tables
+    return BulkResult(
+        dictionary,
+        t["Feature"].num_rows,
+        t["FEEDS"].num_rows,
+        sum(x.num_rows for x in t.values()),
+        seconds,
+        info.uri,
+    )

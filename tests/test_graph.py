@@ -27,6 +27,7 @@ WRITE_QUERIES = {
     "delete_dictionary_features",
     "delete_dictionary",
     "upsert_dictionary",
+    "fill_empty_lists",  # after a bulk import (tests/test_bulk.py)
     "write_prompt",
     "write_activations",
     "delete_prompt_activations",

@@ -169,6 +169,77 @@ def _unembed_links(run: Path, ids: pa.Array) -> tuple[pa.Table, pa.Table]:
     return out[0], out[1]
 
 
+@dataclass(frozen=True)
+class RunTables:
+    """A run as the rows of the graph: one table per node label and relationship type."""
+
+    tables: dict[str, pa.Table]
+    """Token, Feature (nodes: id first); FEEDS, PROMOTES, SUPPRESSES, FIRES_ON (source, target, …)."""
+    dictionary: dict
+    """The Dictionary node's properties, written last."""
+
+
+def read_manifest(run: Path) -> dict:
+    """A finished run's manifest, or a StoreError saying what is missing."""
+    manifest_path = Path(run) / "manifest.json"
+    if not manifest_path.exists():
+        raise StoreError(f"{run} is not a run directory (no manifest.json); make one with `graphkit collect`")
+    manifest = json.loads(manifest_path.read_text())
+    missing = [s for s in ("features", "examples", "connections") if not manifest.get("stages", {}).get(s)]
+    if missing:
+        raise StoreError(f"{run}: collect has not finished ({', '.join(missing)} missing); rerun `graphkit collect`")
+    return manifest
+
+
+def run_tables(
+    run: Path, manifest: dict, dictionary: str, model: str, rule: MotorRule, present_tokens: set[str]
+) -> RunTables:
+    """Step 4's rows: tokens not in `present_tokens`, features, edges and links."""
+    features, fires = _feature_table(run, dictionary, rule)
+    edges = _edge_table(run, dictionary)
+    promotes, suppresses = _unembed_links(run, features.column("id").combine_chunks())
+    words = set(
+        pc.unique(
+            pa.concat_arrays(
+                [
+                    fires.column("word").combine_chunks().cast(pa.string()),
+                    promotes.column("word").combine_chunks(),
+                    suppresses.column("word").combine_chunks(),
+                ]
+            )
+        ).to_pylist()
+    )
+    new = sorted(w for w in words if schema.token_id(model, w) not in present_tokens)
+    tokens = pa.table({"id": [schema.token_id(model, w) for w in new], "model": [model] * len(new), "text": new})
+
+    def link(table: pa.Table, cols: list[str]) -> pa.Table:
+        target = pc.binary_join_element_wise(pa.scalar(model), table.column("word").cast(pa.string()), "/")
+        return pa.table({"source": table.column("source"), "target": target, **{c: table.column(c) for c in cols}})
+
+    d_layers = sorted(set(features.column("layer").to_pylist()))
+    return RunTables(
+        {
+            "Token": tokens,
+            "Feature": features,
+            "FEEDS": edges,
+            "PROMOTES": link(promotes, ["rank", "value", "token"]),
+            "SUPPRESSES": link(suppresses, ["rank", "value", "token"]),
+            "FIRES_ON": link(fires, ["rank"]),
+        },
+        {
+            "id": dictionary,
+            "kind": manifest.get("dictionary_kind", ""),
+            "model": model,
+            "n_layers": len(d_layers),
+            "n_features": features.num_rows // max(len(d_layers), 1),
+            "read_site": manifest.get("read_site", ""),
+            "write_site": manifest.get("write_site", ""),
+            "run": str(Path(run).resolve()),
+            "inputs_key": manifest["inputs_key"],
+        },
+    )
+
+
 def load_run(
     run: Path,
     store: EmbeddedStore | Neo4jStore,
@@ -180,13 +251,7 @@ def load_run(
 ) -> LoadResult:
     """Load `run` into `store` (steps of the module docstring)."""
     run = Path(run)
-    manifest_path = run / "manifest.json"
-    if not manifest_path.exists():
-        raise StoreError(f"{run} is not a run directory (no manifest.json); make one with `graphkit collect`")
-    manifest = json.loads(manifest_path.read_text())
-    missing = [s for s in ("features", "examples", "connections") if not manifest.get("stages", {}).get(s)]
-    if missing:
-        raise StoreError(f"{run}: collect has not finished ({', '.join(missing)} missing); rerun `graphkit collect`")
+    manifest = read_manifest(run)
     dictionary = name or short_name(manifest["dictionary"])
     model = short_name(manifest["model"])
     store.ensure_schema()
@@ -207,47 +272,10 @@ def load_run(
     ]:
         pass
 
-    features, fires = _feature_table(run, dictionary, rule or MotorRule())
-    edges = _edge_table(run, dictionary)
-    promotes, suppresses = _unembed_links(run, features.column("id").combine_chunks())
-    words = set(
-        pc.unique(
-            pa.concat_arrays(
-                [
-                    fires.column("word").combine_chunks().cast(pa.string()),
-                    promotes.column("word").combine_chunks(),
-                    suppresses.column("word").combine_chunks(),
-                ]
-            )
-        ).to_pylist()
-    )
     present = {r["id"] for r in store.read(cypher("model_tokens"), {"model": model})}
-    new = sorted(w for w in words if schema.token_id(model, w) not in present)
-    tokens = pa.table({"id": [schema.token_id(model, w) for w in new], "model": [model] * len(new), "text": new})
-
-    def link(table: pa.Table, cols: list[str]) -> pa.Table:
-        target = pc.binary_join_element_wise(pa.scalar(model), table.column("word").cast(pa.string()), "/")
-        return pa.table({"source": table.column("source"), "target": target, **{c: table.column(c) for c in cols}})
-
-    store.bulk("Token", tokens, batch_size, progress)
-    store.bulk("Feature", features, batch_size, progress)
-    store.bulk("FEEDS", edges, batch_size, progress)
-    store.bulk("PROMOTES", link(promotes, ["rank", "value", "token"]), batch_size, progress)
-    store.bulk("SUPPRESSES", link(suppresses, ["rank", "value", "token"]), batch_size, progress)
-    store.bulk("FIRES_ON", link(fires, ["rank"]), batch_size, progress)
-    d_layers = sorted(set(features.column("layer").to_pylist()))
-    store.write(
-        cypher("upsert_dictionary"),
-        {
-            "id": dictionary,
-            "kind": manifest.get("dictionary_kind", ""),
-            "model": model,
-            "n_layers": len(d_layers),
-            "n_features": features.num_rows // max(len(d_layers), 1),
-            "read_site": manifest.get("read_site", ""),
-            "write_site": manifest.get("write_site", ""),
-            "run": str(run.resolve()),
-            "inputs_key": manifest["inputs_key"],
-        },
-    )
+    t = run_tables(run, manifest, dictionary, model, rule or MotorRule(), present)
+    for label in ("Token", "Feature", "FEEDS", "PROMOTES", "SUPPRESSES", "FIRES_ON"):
+        store.bulk(label, t.tables[label], batch_size, progress)
+    store.write(cypher("upsert_dictionary"), t.dictionary)
+    features, edges = t.tables["Feature"], t.tables["FEEDS"]
     return LoadResult(dictionary, features.num_rows, edges.num_rows, skipped=False)
