@@ -213,6 +213,7 @@ def collect(
                 PassState(stats, None, state.cursor, done=True).save(run.stats)
             else:
                 shutil.rmtree(run.pass_state(p), ignore_errors=True)
+            del state, cands  # free this group's blocks before the next pass allocates its own
         bar.next_pass()
     bar.bar.close()
     stats = FeatureStats.load(run.stats)

@@ -87,3 +87,28 @@ def test_group_discovery_ground_truth_reverifies(bundled: Path) -> None:
             )
             assert r.changed == (i == g["truth"]), f"{g['id']} candidate {i} does not re-verify"
             assert r.baseline_answer == g["answer"]
+
+
+def test_dense_blocks_keep_the_exact_edges_on_the_bundled_model(bundled: Path, tmp_path: Path) -> None:
+    """The bundled CLT's edges from dense blocks (in two passes) equal --exact-pairs' (float32 aside)."""
+    import dataclasses
+
+    import numpy as np
+
+    from loaders.stats import StatsConfig
+
+    corpus = bundled / "corpus" / "heldout.jsonl"
+    cfg = CollectConfig(top_k=16, stats=dataclasses.replace(StatsConfig(), max_tokens=30_000))
+    exact = collect(
+        "tiny", "tiny-clt", corpus, tmp_path / "exact", dataclasses.replace(cfg, exact_pairs=True), progress=False
+    )
+    dense = collect(
+        "tiny", "tiny-clt", corpus, tmp_path / "dense", dataclasses.replace(cfg, memory_budget=3 << 23), progress=False
+    )
+    assert json.loads(dense.manifest.read_text())["pairs"]["passes"] == 2  # 6 blocks of 8 MiB, 3 a pass
+    a, b = (pq.read_table(r.connections).to_pydict() for r in (exact, dense))
+    keys = ("source_layer", "source_index", "target_layer", "target_index")
+    assert len(a["twera"]) > 10_000
+    assert [a[k] for k in keys] == [b[k] for k in keys]
+    for col in ("virtual_weight", "era", "twera"):
+        np.testing.assert_allclose(b[col], a[col], rtol=1e-5)
