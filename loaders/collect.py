@@ -36,11 +36,11 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from loaders.connections import Candidates, dense_candidates, edge_table, sparse_candidates, top_unembeds
+from loaders.connections import Candidates, candidates, edge_table, top_unembeds
 from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary
 from loaders.model import HookedModel
-from loaders.pairs import BlockPlan, PairState, SparsePairs, default_budget
+from loaders.pairs import BlockPlan, default_budget
 from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, StatsConfig, stream_pass
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -200,7 +200,7 @@ def collect(
             t0 = time.perf_counter()
             stats, state = _pass(p, run, model, d, source, cfg, plan, manifest, bar, (model_name, dictionary_name))
             t1 = time.perf_counter()
-            cands = Candidates.empty() if state.pairs is None else _candidates(model, d, stats, state.pairs, cfg.top_k)
+            cands = Candidates.empty() if state.pairs is None else candidates(model, d, stats, state.pairs, cfg.top_k)
             cands.save(run.candidates(p))
             timings = manifest.setdefault("seconds", {})
             timings |= {
@@ -299,12 +299,6 @@ def _pass(
         "write_site": d.write_site,
     }
     return stats, state
-
-
-def _candidates(model: HookedModel, d, stats: FeatureStats, pairs: PairState, top_k: int) -> Candidates:
-    if isinstance(pairs, SparsePairs):
-        return sparse_candidates(model, d, stats, pairs).prune(top_k)
-    return dense_candidates(model, d, stats, pairs, top_k)
 
 
 def _token_strings(model: HookedModel) -> list[str]:

@@ -155,7 +155,7 @@ def sparse_candidates(
                 in_chunk = (src >= start) & (src < start + chunk)
                 if in_chunk.any():
                     block = virtual_weight_block(d, enc, d.layers[i], d.layers[j], slice(start, start + chunk))
-                    v[in_chunk] = block.numpy()[src[in_chunk] - start, tgt[in_chunk]]
+                    v[in_chunk] = block.cpu().numpy()[src[in_chunk] - start, tgt[in_chunk]]
             era, twera = _weights(C.data, i_sum, v, stats.sum[j * F + tgt], stats.tokens)
             out = out.concat(Candidates(i * F + src, j * F + tgt, v, era, twera))
     return out
@@ -174,12 +174,12 @@ def dense_candidates(
     out = Candidates.empty()
     for i, j in blocks.blocks:
         C_blk, I_blk = blocks.block(i, j)
-        sum_t = torch.from_numpy(stats.sum[j * F : (j + 1) * F])
         found = Candidates.empty()
         for start in range(0, F, chunk):
             rows = slice(start, start + chunk)
-            V = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows)  # (src, tgt) float64
-            c = C_blk[rows].double().cpu()
+            V = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows)  # (src, tgt) float64, enc's device
+            sum_t = torch.from_numpy(stats.sum[j * F : (j + 1) * F]).to(V.device)
+            c = C_blk[rows].to(V.device, torch.float64)
             tw = torch.where(sum_t > 0, c / torch.where(sum_t > 0, sum_t, 1.0), 0.0) * V
             score = tw.abs()
             kk = min(top_k, score.shape[1])
@@ -187,37 +187,31 @@ def dense_candidates(
             col_kth = score.topk(min(top_k, score.shape[0]), dim=0).values[-1:]
             pick = (score > 0) & ((score >= row_kth) | (score >= col_kth))
             s_loc, t_loc = pick.nonzero(as_tuple=True)
-            c_sum = c[s_loc, t_loc].numpy()
-            i_sum = I_blk[rows].double().cpu()[s_loc, t_loc].numpy()
-            v = V[s_loc, t_loc].numpy()
-            tgt = t_loc.numpy().astype(np.int64)
+            c_sum = c[s_loc, t_loc].cpu().numpy()
+            i_sum = I_blk[rows][s_loc.to(I_blk.device), t_loc.to(I_blk.device)].double().cpu().numpy()
+            v = V[s_loc, t_loc].cpu().numpy()
+            src, tgt = s_loc.cpu().numpy().astype(np.int64), t_loc.cpu().numpy().astype(np.int64)
             era, twera = _weights(c_sum, i_sum, v, stats.sum[j * F + tgt], stats.tokens)
-            found = found.concat(Candidates(i * F + start + s_loc.numpy(), j * F + tgt, v, era, twera))
+            found = found.concat(Candidates(i * F + start + src, j * F + tgt, v, era, twera))
         out = out.concat(found).prune(top_k)
     return out
 
 
-def edges(
-    model: HookedModel,
-    d: Dictionary,
-    stats: FeatureStats,
-    pairs: PairState | Candidates,
-    top_k: int = 32,
-) -> dict[str, np.ndarray]:
-    """Kept edges: each source's top-k downstream and each target's top-k upstream by |TWERA|.
-
-    `pairs` is an exact sparse state, one dense group, or candidates gathered over all groups.
-    Returns columns source_layer, source_index, target_layer, target_index, virtual_weight,
-    era, twera (int64 / float64), one row per distinct (source, target), sorted by source
-    then descending |TWERA| (then target).
-    """
+def candidates(model: HookedModel, d: Dictionary, stats: FeatureStats, pairs: PairState, top_k: int) -> Candidates:
+    """The pruned candidates of an exact sparse state or of one dense group."""
     if isinstance(pairs, SparsePairs):
-        cands = sparse_candidates(model, d, stats, pairs)
-    elif isinstance(pairs, DenseBlocks):
-        cands = dense_candidates(model, d, stats, pairs, top_k)
-    else:
-        cands = pairs
-    return edge_table(cands.prune(top_k), d.layers, d.n_features)
+        return sparse_candidates(model, d, stats, pairs).prune(top_k)
+    return dense_candidates(model, d, stats, pairs, top_k)
+
+
+def edges(
+    model: HookedModel, d: Dictionary, stats: FeatureStats, pairs: PairState, top_k: int = 32
+) -> dict[str, np.ndarray]:
+    """Kept edges of one pair state: each source's top-k downstream and each target's top-k
+    upstream by |TWERA|. Returns columns source_layer, source_index, target_layer,
+    target_index, virtual_weight, era, twera (int64 / float64), one row per distinct (source,
+    target), sorted by source then descending |TWERA| (then target)."""
+    return edge_table(candidates(model, d, stats, pairs, top_k), d.layers, d.n_features)
 
 
 def edge_table(c: Candidates, layers: tuple[int, ...], F: int) -> dict[str, np.ndarray]:

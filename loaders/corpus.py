@@ -241,7 +241,6 @@ class Chunk:
     """Cursor after the chunk's last window (where a resumed stream starts)."""
     documents: int
     """Documents whose first window is in the chunk."""
-    shard: int
 
 
 def chunks(
@@ -261,7 +260,7 @@ def chunks(
     end = start
     for here, after, ids in _tokenized(corpus.records(start, stop_shard), tokenizer, group):
         if out and here.shard != end.shard:
-            yield Chunk(out, end, docs, end.shard)
+            yield Chunk(out, end, docs)
             out, tokens, docs = [], 0, 0
         end = after
         ws = windows(tokenizer, ids, context) if ids else []
@@ -272,11 +271,11 @@ def chunks(
             docs += n == 0
             if tokens >= chunk_tokens:
                 end = after if n + 1 == len(ws) else dataclasses.replace(here, window=n + 1)
-                yield Chunk(out, end, docs, end.shard)
+                yield Chunk(out, end, docs)
                 out, tokens, docs = [], 0, 0
                 end = after
     if out:
-        yield Chunk(out, end, docs, end.shard)
+        yield Chunk(out, end, docs)
 
 
 def _tokenized(

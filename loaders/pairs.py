@@ -178,10 +178,6 @@ class DenseBlocks:
         for b, (i, j) in enumerate(self.blocks):
             self.slot[i, j] = b
 
-    @property
-    def nbytes(self) -> int:
-        return self.C.numel() * 4 * 2
-
     def add(self, nz: NonZeros, backend: str = "auto") -> None:
         """Accumulate a chunk (`backend`: ``scatter`` (numba, CPU), ``spmm`` (torch sparse × dense,
         any device), or ``auto``: scatter on the CPU, spmm on a GPU)."""
@@ -200,20 +196,10 @@ class DenseBlocks:
         # feature-major view of the source layers (CSR → CSC: a counting sort, tokens stay ascending)
         indptr = np.r_[nz.layer_ptr[:, 0], nz.layer_ptr[-1, -1]] if nz.n_tokens else np.zeros(1, np.int64)
         csc = sp.csr_matrix((nz.value, nz.layer * F + nz.index, indptr), shape=(nz.n_tokens, L * F)).tocsc()
-        # each source layer's columns are one contiguous run of the CSC arrays
-        runs = [(int(csc.indptr[i * F]), int(csc.indptr[(i + 1) * F])) for i in src_layers]
-        tok = np.concatenate([csc.indices[a:b] for a, b in runs]).astype(np.int64)
-        val = np.concatenate([csc.data[a:b] for a, b in runs]).astype(np.float32)
-        offsets = np.cumsum([0] + [b - a for a, b in runs])
-        ptr = np.concatenate(
-            [csc.indptr[i * F : (i + 1) * F] - a + o for i, (a, _), o in zip(src_layers, runs, offsets, strict=False)]
-            + [offsets[-1:]]
-        ).astype(np.int64)  # (source feature + 1,)
         feats = (src_layers[:, None] * F + np.arange(F)).ravel()  # (source feature,) global ids
         # prange splits its range statically; a fixed shuffle spreads early layers' (costlier)
         # rows over the threads. Each row still has one owner, so the result does not change.
-        order = np.random.default_rng(0).permutation(len(feats))
-        starts, ends = ptr[:-1][order], ptr[1:][order]
+        feats = feats[np.random.default_rng(0).permutation(len(feats))]
         _scatter(
             self.C.numpy(),
             self.I.numpy(),
@@ -221,12 +207,12 @@ class DenseBlocks:
             nz.layer_ptr,
             nz.index,
             nz.value,
-            starts,
-            ends,
-            tok,
-            val,
-            feats[order] // F,
-            feats[order] % F,
+            csc.indptr[feats],
+            csc.indptr[feats + 1],
+            csc.indices,
+            csc.data,
+            feats // F,
+            feats % F,
         )
 
     def _add_spmm(self, nz: NonZeros) -> None:
@@ -287,10 +273,6 @@ class SparsePairs:
         F = n_features
         self.C = [sp.csr_matrix((F, (n_layers - 1 - i) * F)) for i in range(n_layers - 1)]
         self.I = [m.copy() for m in self.C]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in [*self.C, *self.I])
 
     def add(self, nz: NonZeros, backend: str = "auto") -> None:
         """One sparse product gives both sums: the later features' matrix holds a_t + i·1(a_t > 0),

@@ -428,7 +428,7 @@ class _Accumulator:
         self.sigma_final.zero_()
 
 
-Progress = Callable[[int, Cursor], None]
+OnChunk = Callable[[int, Cursor], None]
 """Called after each chunk with its counted tokens and the cursor after it."""
 
 
@@ -441,7 +441,7 @@ def stream_pass(
     checkpoint: Path | None = None,
     stop_shard: int | None = None,
     stop_at: Cursor | None = None,
-    progress: Progress | None = None,
+    progress: OnChunk | None = None,
 ) -> PassState:
     """Continue `state` over `corpus` from its cursor up to shard `stop_shard` (or the end).
 
