@@ -62,9 +62,9 @@ def _fresh(path: Path) -> Path:
 
 def saelens6(out: Path) -> None:
     import sae_lens
-    from sae_lens.saes.sae import SAEMetadata
     from sae_lens.saes.gated_sae import GatedSAE, GatedSAEConfig
     from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
     from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
     from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
     from sae_lens.saes.transcoder import (
