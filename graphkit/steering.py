@@ -154,6 +154,9 @@ def steering(
                 pre = d.pre_activation(layer, x)
                 acts = d.activation[layer](pre)  # (batch, pos, feature)
                 m = mask(out.shape[1]).to(out.device)[None, :]  # (1, pos)
+                scale = d.output_scale(x)  # (batch, pos, 1) for SAEs that normalize their input
+                if scale is not None:
+                    m = m * scale[..., 0]
                 deltas[layer] = [
                     ((iv.new(acts[..., iv.index]) - acts[..., iv.index]) * m, iv.index) for iv in by_layer[layer]
                 ]

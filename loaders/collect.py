@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from loaders.connections import Candidates, candidates, edge_table, top_unembeds
+from loaders.connections import Candidates, candidates, edge_table, residual_writes, top_unembeds
 from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary
 from loaders.model import HookedModel
@@ -308,7 +308,8 @@ def _token_strings(model: HookedModel) -> list[str]:
 
 def _features_table(model: HookedModel, d, stats: FeatureStats, vocab: list[str], n: int) -> pa.Table:
     F = d.n_features
-    u = top_unembeds(model, d, stats.sigma_final_mean, k=n, token_strings=vocab)
+    writes = residual_writes(model, d, stats.sigma_post_mean)
+    u = top_unembeds(model, d, stats.sigma_final_mean, k=n, token_strings=vocab, writes=writes)
     layers = np.repeat(np.asarray(d.layers, np.int64), F)
     names = np.asarray(vocab, dtype=object)
     return pa.table(

@@ -11,6 +11,14 @@ Definitions (DESIGN.md), for source s at layer l_s and target t at layer l_t > l
 MLP input (``mlp_in``) is N(x) = γ ⊙ c(x) / σ with c the centring of LayerNorm (identity
 for RMSNorm); freezing σ at σ̄_{l_t}, its corpus mean over the statistics' positions, makes N
 linear and ẽ_t = Nᵀ e_t = c(γ ⊙ e_t) / σ̄ (the norm's bias is constant and drops out).
+The sites before a norm's gain (``ln2_normalized``, ``ln1_normalized``: TransformerLens's
+``ln*.hook_normalized``) are the same map with γ = 1: ẽ_t = c(e_t) / σ̄, with σ̄ of the MLP
+norm or of the attention norm.
+
+d_s^(m) is written where the dictionary writes. At ``mlp_module_out`` on a family with a
+post-MLP norm (Gemma-2's ``post_feedforward_layernorm``, circuit-tracer's ``mlp.hook_out``)
+the write passes through that norm before it reaches the residual stream; with its σ frozen
+at σ̄_post(m) it adds γ_post ⊙ d_s^(m) / σ̄_post(m) (`residual_writes`).
 
 C_st / μ_t = C_sum / sum_t: the token count cancels. Only pairs that co-activate at least
 once have non-zero ERA or TWERA. Edges are chosen in two steps:
@@ -25,7 +33,9 @@ V is computed block by block (source layer × target layer, source rows in chunk
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +52,17 @@ from loaders.stats import FeatureStats
 RAW_SITES = ("resid_mid", "resid_pre", "resid_post")
 
 
-def residual_encoders(model: HookedModel, d: Dictionary, sigma_mlp: np.ndarray) -> dict[int, Tensor]:
-    """ẽ_t for every feature, per dictionary layer: (feature, d_model) float64."""
+Writes = dict[int, Callable[[Tensor], Tensor]]
+"""target layer → the linear map from the write site to the residual stream (absent: identity)."""
+
+
+def residual_encoders(
+    model: HookedModel, d: Dictionary, sigma_mlp: np.ndarray, sigma_attn: np.ndarray | None = None
+) -> dict[int, Tensor]:
+    """ẽ_t for every feature, per dictionary layer: (feature, d_model) float64.
+
+    `sigma_mlp` / `sigma_attn`: σ̄ of the MLP / attention norm at each dictionary layer.
+    """
     out = {}
     for i, layer in enumerate(d.layers):
         e = d.W_enc[layer].double()
@@ -51,17 +70,43 @@ def residual_encoders(model: HookedModel, d: Dictionary, sigma_mlp: np.ndarray) 
             out[layer] = e
         elif d.read_site == "mlp_in":
             out[layer] = model.mlp_norm(layer).transpose_apply(e, float(sigma_mlp[i]))
+        elif d.read_site == "ln2_normalized":
+            out[layer] = model.mlp_norm(layer).without_gain().transpose_apply(e, float(sigma_mlp[i]))
+        elif d.read_site == "ln1_normalized":
+            if sigma_attn is None:
+                raise ValueError("an ln1_normalized read site needs the attention norm's σ̄ (sigma_attn)")
+            out[layer] = model.attn_norm(layer).without_gain().transpose_apply(e, float(sigma_attn[i]))
         else:
-            raise ValueError(f"virtual weights need a residual or MLP-input read site, not {d.read_site!r}")
+            raise ValueError(f"virtual weights need a residual or normalized read site, not {d.read_site!r}")
     return out
 
 
-def summed_decoder(d: Dictionary, layer: int, below: int) -> Tensor | None:
-    """Σ d_s^(m) over the layers m < `below` that features of `layer` write to: (feature, d_model)."""
-    parts = [p for m in d.write_targets(layer) if m < below and (p := d.decoder(layer, m)) is not None]
+def residual_writes(model: HookedModel, d: Dictionary, sigma_post: np.ndarray | None) -> Writes:
+    """How each target layer's writes reach the residual stream (see the module docstring)."""
+    if d.write_site != "mlp_module_out" or model.family.post_mlp_norm is None:
+        return {}
+    if sigma_post is None:
+        raise ValueError("writes at mlp_module_out pass through the post-MLP norm: its σ̄ (sigma_post) is needed")
+    out: Writes = {}
+    for i, layer in enumerate(d.layers):
+        norm = model.post_mlp_norm(layer)
+        assert norm is not None
+        out[layer] = partial(norm.apply, sigma=float(sigma_post[i]))
+    return out
+
+
+def summed_decoder(d: Dictionary, layer: int, below: int, writes: Writes | None = None) -> Tensor | None:
+    """Σ W_m d_s^(m) over the layers m < `below` that features of `layer` write to, W_m the
+    write's map to the residual stream (`residual_writes`): (feature, d_model) float64."""
+    writes = writes or {}
+    parts = []
+    for m in d.write_targets(layer):
+        if m < below and (p := d.decoder(layer, m)) is not None:
+            p = p.double()
+            parts.append(writes[m](p) if m in writes else p)
     if not parts:
         return None
-    return torch.stack(parts).double().sum(0)
+    return torch.stack(parts).sum(0)
 
 
 def virtual_weight_block(
@@ -70,11 +115,12 @@ def virtual_weight_block(
     source_layer: int,
     target_layer: int,
     rows: slice = slice(None),
+    writes: Writes | None = None,
 ) -> Tensor:
     """V for sources `rows` of `source_layer` × all targets of `target_layer`: (src, tgt)."""
     if target_layer <= source_layer:
         return torch.zeros(len(range(d.n_features)[rows]), d.n_features, dtype=torch.float64)
-    dec = summed_decoder(d, source_layer, target_layer)
+    dec = summed_decoder(d, source_layer, target_layer, writes)
     if dec is None:
         return torch.zeros(len(range(d.n_features)[rows]), d.n_features, dtype=torch.float64)
     e = enc[target_layer]
@@ -135,12 +181,18 @@ def _weights(c_sum: np.ndarray, i_sum: np.ndarray, v: np.ndarray, sum_t: np.ndar
     return era, twera
 
 
+def linearized(model: HookedModel, d: Dictionary, stats: FeatureStats) -> tuple[dict[int, Tensor], Writes]:
+    """ẽ per layer and the write maps, with the norms' σ frozen at the statistics' means."""
+    enc = residual_encoders(model, d, stats.sigma_mlp_mean, stats.sigma_attn_mean)
+    return enc, residual_writes(model, d, stats.sigma_post_mean)
+
+
 def sparse_candidates(
     model: HookedModel, d: Dictionary, stats: FeatureStats, pairs: SparsePairs, chunk: int = 4096
 ) -> Candidates:
     """Every co-active pair of the exact sparse sums (`--exact-pairs`), with V, ERA and TWERA."""
     F, L = d.n_features, len(d.layers)
-    enc = residual_encoders(model, d, stats.sigma_mlp_mean)
+    enc, writes = linearized(model, d, stats)
     out = Candidates.empty()
     for i in range(L - 1):
         for j in range(i + 1, L):
@@ -154,7 +206,8 @@ def sparse_candidates(
             for start in range(0, F, chunk):
                 in_chunk = (src >= start) & (src < start + chunk)
                 if in_chunk.any():
-                    block = virtual_weight_block(d, enc, d.layers[i], d.layers[j], slice(start, start + chunk))
+                    rows = slice(start, start + chunk)
+                    block = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows, writes)
                     v[in_chunk] = block.cpu().numpy()[src[in_chunk] - start, tgt[in_chunk]]
             era, twera = _weights(C.data, i_sum, v, stats.sum[j * F + tgt], stats.tokens)
             out = out.concat(Candidates(i * F + src, j * F + tgt, v, era, twera))
@@ -170,14 +223,14 @@ def dense_candidates(
     `Candidates.prune` of everything gathered over all blocks equals pruning all pairs.
     """
     F = d.n_features
-    enc = residual_encoders(model, d, stats.sigma_mlp_mean)
+    enc, writes = linearized(model, d, stats)
     out = Candidates.empty()
     for i, j in blocks.blocks:
         C_blk, I_blk = blocks.block(i, j)
         found = Candidates.empty()
         for start in range(0, F, chunk):
             rows = slice(start, start + chunk)
-            V = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows)  # (src, tgt) float64, enc's device
+            V = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows, writes)  # (src, tgt) float64, enc's device
             sum_t = torch.from_numpy(stats.sum[j * F : (j + 1) * F]).to(V.device)
             c = C_blk[rows].to(V.device, torch.float64)
             tw = torch.where(sum_t > 0, c / torch.where(sum_t > 0, sum_t, 1.0), 0.0) * V
@@ -241,12 +294,14 @@ def _top_k_per_group(group: np.ndarray, other: np.ndarray, score: np.ndarray, k:
     return mask
 
 
-def unembed_directions(model: HookedModel, d: Dictionary, sigma_final: float) -> dict[int, Tensor]:
-    """N_final Σ_{m ≥ l_s} d_s^(m) per dictionary layer: (feature, d_model) float64."""
+def unembed_directions(
+    model: HookedModel, d: Dictionary, sigma_final: float, writes: Writes | None = None
+) -> dict[int, Tensor]:
+    """N_final Σ_{m ≥ l_s} W_m d_s^(m) per dictionary layer: (feature, d_model) float64."""
     norm = model.final_norm()
     out = {}
     for layer in d.layers:
-        total = summed_decoder(d, layer, below=10**9)
+        total = summed_decoder(d, layer, below=10**9, writes=writes)
         assert total is not None
         out[layer] = norm.apply(total, sigma_final)
     return out
@@ -259,6 +314,7 @@ def top_unembeds(
     k: int = 10,
     chunk: int = 2048,
     token_strings: list[str] | None = None,
+    writes: Writes | None = None,
 ) -> dict[str, np.ndarray]:
     """Logit-lens top and bottom `k` token ids and values of every feature (global order).
 
@@ -282,7 +338,7 @@ def top_unembeds(
     }
     groups, words = word_groups(token_strings) if token_strings is not None else (np.zeros(0), [])
     group_t = torch.from_numpy(groups)
-    for dirs in unembed_directions(model, d, sigma_final).values():
+    for dirs in unembed_directions(model, d, sigma_final, writes).values():
         for start in range(0, d.n_features, chunk):
             logits = dirs[start : start + chunk] @ W_U.T  # (feature, vocab)
             t, b = logits.topk(k, dim=-1), logits.topk(k, dim=-1, largest=False)

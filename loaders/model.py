@@ -1,13 +1,22 @@
-"""Model access: the transcoder sites of a Hugging Face causal LM, through forward hooks.
+"""Model access: the dictionary sites of a Hugging Face causal LM, through forward hooks.
 
-A *site* is a place in layer l where a dictionary reads or writes (DESIGN.md):
+A *site* is a place in layer l where a dictionary reads or writes (DESIGN.md,
+docs/hooks.md has the table of hook names):
 
-- ``resid_mid``: the raw residual stream after attention, before the MLP's norm
-  (circuit-tracer ``hook_resid_mid``);
-- ``mlp_in``: the normalized MLP input, what the MLP module receives (``mlp.hook_in``);
-- ``mlp_out``: what the MLP adds to the residual stream (``hook_mlp_out``): the MLP module's
-  output, after Gemma-2's post-feed-forward norm where the family has one;
-- ``resid_pre`` / ``resid_post``: the residual stream entering / leaving the layer (SAEs).
+- ``resid_pre``: the residual stream entering the layer (TransformerLens ``hook_resid_pre``;
+  ``hook_attn_in`` reads the same values);
+- ``ln1_normalized``: the attention norm's input normalized, *before* its gain:
+  c(x) / σ(x) (TransformerLens ``ln1.hook_normalized``);
+- ``resid_mid``: the raw residual after attention, before the MLP's norm (``hook_resid_mid``;
+  ``hook_mlp_in`` too: HookedTransformer hooks the residual there, before ``ln2``);
+- ``ln2_normalized``: the MLP norm's input normalized, before its gain (``ln2.hook_normalized``);
+- ``mlp_in``: what the MLP module receives, the normalized input with its gain (circuit-tracer
+  ``mlp.hook_in``);
+- ``mlp_module_out``: the MLP module's own output (circuit-tracer ``mlp.hook_out``): on
+  Gemma-2 *before* ``post_feedforward_layernorm``; elsewhere the same tensor as ``mlp_out``;
+- ``mlp_out``: what the MLP adds to the residual stream (``hook_mlp_out``), after Gemma-2's
+  post-feed-forward norm where the family has one;
+- ``resid_post``: the residual stream leaving the layer (``hook_resid_post``).
 
 Every supported family is a row of module paths (`FAMILIES`); nothing else in graphkit
 knows how a family is laid out. Tensors are (batch, pos, d_model).
@@ -25,21 +34,40 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-Site = Literal["resid_pre", "resid_mid", "mlp_in", "mlp_out", "resid_post"]
-SITES: tuple[Site, ...] = ("resid_pre", "resid_mid", "mlp_in", "mlp_out", "resid_post")
+Site = Literal[
+    "resid_pre", "ln1_normalized", "resid_mid", "ln2_normalized", "mlp_in", "mlp_module_out", "mlp_out", "resid_post"
+]
+SITES: tuple[Site, ...] = (
+    "resid_pre",
+    "ln1_normalized",
+    "resid_mid",
+    "ln2_normalized",
+    "mlp_in",
+    "mlp_module_out",
+    "mlp_out",
+    "resid_post",
+)
+OUTPUT_SITES: tuple[Site, ...] = ("mlp_module_out", "mlp_out", "resid_post")
+"""Sites a dictionary can write to (and steering can edit)."""
 
-# circuit-tracer / TransformerLens hook names → sites. "mlp.hook_out" is the MLP module's own
-# output; for families without a post-MLP norm it equals "hook_mlp_out".
+# TransformerLens / circuit-tracer hook names → sites (what each means: docs/hooks.md).
 HOOK_NAMES: dict[str, Site] = {
     "hook_resid_pre": "resid_pre",
+    "hook_attn_in": "resid_pre",
+    "ln1.hook_normalized": "ln1_normalized",
     "hook_resid_mid": "resid_mid",
+    "hook_mlp_in": "resid_mid",
+    "ln2.hook_normalized": "ln2_normalized",
     "mlp.hook_in": "mlp_in",
-    "ln2.hook_normalized": "mlp_in",
-    "hook_mlp_in": "mlp_in",
+    "mlp.hook_out": "mlp_module_out",
     "hook_mlp_out": "mlp_out",
-    "mlp.hook_out": "mlp_out",
     "hook_resid_post": "resid_post",
 }
+NOT_SITES: dict[str, str] = {
+    "ln1.hook_scale": "the attention norm's scale σ, (batch, pos, 1)",
+    "ln2.hook_scale": "the MLP norm's scale σ, (batch, pos, 1)",
+}
+"""Hook names that exist but hold no d_model activation a dictionary could read."""
 
 
 def site_from_hook(name: str) -> tuple[int | None, Site]:
@@ -54,6 +82,8 @@ def site_from_hook(name: str) -> tuple[int | None, Site]:
         return layer, HOOK_NAMES[rest]
     if rest in SITES:
         return layer, rest  # type: ignore[return-value]
+    if rest in NOT_SITES:
+        raise ValueError(f"hook {name!r} is {NOT_SITES[rest]}, not a d_model activation; no dictionary reads it")
     raise ValueError(f"unknown hook or site {name!r}; known hooks: {', '.join(HOOK_NAMES)}; sites: {', '.join(SITES)}")
 
 
@@ -62,6 +92,7 @@ class Family:
     """Module paths of one model family, relative to the causal-LM module."""
 
     layers: str
+    attn_norm: str
     mlp: str
     mlp_norm: str
     final_norm: str
@@ -72,15 +103,16 @@ class Family:
     """Added to a norm's weight to get its gain (Gemma multiplies by 1 + γ)."""
 
 
-_LLAMA = Family("model.layers", "mlp", "post_attention_layernorm", "model.norm", "lm_head", "rms")
+_LLAMA = Family("model.layers", "input_layernorm", "mlp", "post_attention_layernorm", "model.norm", "lm_head", "rms")
 FAMILIES: dict[str, Family] = {
-    "gpt2": Family("transformer.h", "mlp", "ln_2", "transformer.ln_f", "lm_head", "layer"),
+    "gpt2": Family("transformer.h", "ln_1", "mlp", "ln_2", "transformer.ln_f", "lm_head", "layer"),
     "llama": _LLAMA,
     "mistral": _LLAMA,
     "qwen2": _LLAMA,
     "qwen3": _LLAMA,
     "gemma2": Family(
         "model.layers",
+        "input_layernorm",
         "mlp",
         "pre_feedforward_layernorm",
         "model.norm",
@@ -111,6 +143,17 @@ class NormMap:
             x = x - x.mean(-1, keepdim=True)
         return (x.pow(2).mean(-1) + self.eps).sqrt()
 
+    def normalize(self, x: Tensor) -> Tensor:
+        """c(x) / σ(x), the norm before its gain, computed in float32 as the models do."""
+        y = x.float()
+        if self.centered:
+            y = y - y.mean(-1, keepdim=True)
+        return (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+
+    def without_gain(self) -> NormMap:
+        """The same norm with gain 1 and no bias (what ``ln*.hook_normalized`` reads)."""
+        return NormMap(torch.ones_like(self.gain), None, self.eps, self.centered)
+
     def apply(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         """N x = γ ⊙ c(x) / σ for the frozen map N (x: (..., d_model); bias excluded)."""
         if self.centered:
@@ -123,6 +166,9 @@ class NormMap:
         if self.centered:
             out = out - out.mean(-1, keepdim=True)
         return out / sigma
+
+
+Transform = Callable[[Tensor], Tensor]
 
 
 class ModelLoadError(RuntimeError):
@@ -192,6 +238,14 @@ class HookedModel:
     def mlp_norm(self, layer: int) -> NormMap:
         return self.norm_map(self.module(layer, self.family.mlp_norm))
 
+    def attn_norm(self, layer: int) -> NormMap:
+        return self.norm_map(self.module(layer, self.family.attn_norm))
+
+    def post_mlp_norm(self, layer: int) -> NormMap | None:
+        """Gemma-2's post-feed-forward norm at `layer`, or None where the family has none."""
+        f = self.family
+        return None if f.post_mlp_norm is None else self.norm_map(self.module(layer, f.post_mlp_norm))
+
     def final_norm(self) -> NormMap:
         return self.norm_map(self.model.get_submodule(self.family.final_norm))
 
@@ -199,17 +253,24 @@ class HookedModel:
         """W_U as (vocab, d_model)."""
         return self.model.get_submodule(self.family.unembed).weight.detach()
 
-    def _site_hook(self, layer: int, site: Site) -> tuple[nn.Module, Literal["input", "output"]]:
+    def _site_hook(self, layer: int, site: Site) -> tuple[nn.Module, Literal["input", "output"], Transform | None]:
+        """The module whose input or output is the site, and how the site derives from it."""
         f = self.family
         if site == "resid_pre":
-            return self.layers[layer], "input"
+            return self.layers[layer], "input", None
+        if site == "ln1_normalized":
+            return self.module(layer, f.attn_norm), "input", self.attn_norm(layer).normalize
         if site == "resid_mid":
-            return self.module(layer, f.mlp_norm), "input"
+            return self.module(layer, f.mlp_norm), "input", None
+        if site == "ln2_normalized":
+            return self.module(layer, f.mlp_norm), "input", self.mlp_norm(layer).normalize
         if site == "mlp_in":
-            return self.module(layer, f.mlp), "input"
+            return self.module(layer, f.mlp), "input", None
+        if site == "mlp_module_out":
+            return self.module(layer, f.mlp), "output", None
         if site == "mlp_out":
-            return self.module(layer, f.post_mlp_norm or f.mlp), "output"
-        return self.layers[layer], "output"
+            return self.module(layer, f.post_mlp_norm or f.mlp), "output", None
+        return self.layers[layer], "output", None
 
     # -- running ----------------------------------------------------------------------------
     @contextmanager
@@ -220,18 +281,19 @@ class HookedModel:
     ) -> Iterator[None]:
         """Capture and/or edit sites while the context is open.
 
-        `capture[(l, site)]` receives each forward's tensor (batch, pos, d_model); an
-        `edits[(l, site)]` function maps the site's tensor to its replacement. Only output
-        sites (``mlp_out``, ``resid_post``) can be edited.
+        `capture[(l, site)]` receives each forward's tensor (batch, pos, d_model), before any
+        edit of the same site; an `edits[(l, site)]` function maps the site's tensor to its
+        replacement. Only output
+        sites (`OUTPUT_SITES`) can be edited.
         """
         handles = []
         keys = set(capture or {}) | set(edits or {})
         try:
             for layer, site in keys:
-                module, side = self._site_hook(layer, site)
-                if edits and (layer, site) in edits and side != "output":
-                    raise ValueError(f"site {site!r} can be read but not edited; edit mlp_out")
-                handles.append(self._register(module, side, (layer, site), capture, edits))
+                module, side, transform = self._site_hook(layer, site)
+                if edits and (layer, site) in edits and site not in OUTPUT_SITES:
+                    raise ValueError(f"site {site!r} can be read but not edited; edit one of {', '.join(OUTPUT_SITES)}")
+                handles.append(self._register(module, side, (layer, site), capture, edits, transform))
             yield
         finally:
             for h in handles:
@@ -239,24 +301,31 @@ class HookedModel:
 
     @staticmethod
     def _register(
-        module: nn.Module, side: str, key: tuple[int, Site], capture: dict | None, edits: dict | None
+        module: nn.Module,
+        side: str,
+        key: tuple[int, Site],
+        capture: dict | None,
+        edits: dict | None,
+        transform: Transform | None = None,
     ) -> torch.utils.hooks.RemovableHandle:
         if side == "input":
 
             def pre_hook(_mod: nn.Module, args: tuple, kwargs: dict) -> None:
                 x = args[0] if args else next(iter(kwargs.values()))
                 if capture is not None and key in capture:
-                    capture[key].append(x)
+                    capture[key].append(x if transform is None else transform(x))
 
             return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
         def hook(_mod: nn.Module, _args: tuple, output: object) -> object:
             tensor = output[0] if isinstance(output, tuple) else output
+            # captured before the edit: a dictionary that reads where it writes (an SAE) encodes
+            # what the model computed there, and the edit can use that capture
+            if capture is not None and key in capture:
+                capture[key].append(tensor)
             if edits is not None and key in edits:
                 tensor = edits[key](tensor)
                 output = (tensor, *output[1:]) if isinstance(output, tuple) else tensor
-            if capture is not None and key in capture:
-                capture[key].append(tensor)
             return output
 
         return module.register_forward_hook(hook)

@@ -28,12 +28,18 @@ def replaced(model: HookedModel, d: Dictionary, zero: bool = False) -> Iterator[
         def fn(out: Tensor) -> Tensor:
             if zero:
                 return torch.zeros_like(out)
-            live[layer] = d.encode(layer, reads[(layer, d.read_site)][-1])
+            x = reads[(layer, d.read_site)][-1]
+            live[layer] = d.encode(layer, x)
             r = d.b_dec[layer].expand_as(out).clone()
             for s, a in live.items():
                 dec = d.decoder(s, layer)
                 if dec is not None:
                     r = r + a @ dec
+            scale = d.output_scale(x)  # SAEs with input normalization map back (Dictionary.reconstruct)
+            if scale is not None:
+                r = r * scale + (x.mean(-1, keepdim=True) if d.input_norm == "layer_norm" else 0)
+            if layer in d.W_skip:
+                r = r + x.to(r.dtype) @ d.W_skip[layer].T
             return r
 
         return fn

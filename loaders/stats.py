@@ -77,7 +77,7 @@ class StatsConfig:
 
 
 TOP_FIELDS = ("top_val", "top_key", "top_pos", "top_tok", "top_act")
-ARRAYS = ("count", "sum", "max", "hist", "sigma_mlp", *TOP_FIELDS)
+ARRAYS = ("count", "sum", "max", "hist", "sigma_mlp", "sigma_attn", "sigma_post", *TOP_FIELDS)
 
 
 @dataclass
@@ -97,6 +97,8 @@ class FeatureStats:
     max: np.ndarray = field(init=False)  # (g,) float32
     hist: np.ndarray = field(init=False)  # (g, bins) int64
     sigma_mlp: np.ndarray = field(init=False)  # (layer,) Σ σ at each dictionary layer's MLP norm
+    sigma_attn: np.ndarray = field(init=False)  # (layer,) Σ σ at the attention norm (ln1_normalized reads)
+    sigma_post: np.ndarray = field(init=False)  # (layer,) Σ σ at the post-MLP norm (mlp_module_out writes)
     top_val: np.ndarray = field(init=False)  # (k, g) float32, −inf when empty
     top_key: np.ndarray = field(init=False)  # (k, g) int64 window key, NO_KEY when empty
     top_pos: np.ndarray = field(init=False)  # (k, g) int64 position in the window
@@ -110,6 +112,8 @@ class FeatureStats:
         self.max = np.zeros(g, np.float32)
         self.hist = np.zeros((g, len(HIST_EDGES) + 1), np.int64)
         self.sigma_mlp = np.zeros(self.n_layers, np.float64)
+        self.sigma_attn = np.zeros(self.n_layers, np.float64)
+        self.sigma_post = np.zeros(self.n_layers, np.float64)
         self.top_val = np.full((self.k, g), -np.inf, np.float32)
         self.top_key = np.full((self.k, g), NO_KEY, np.int64)
         self.top_pos = np.full((self.k, g), -1, np.int64)
@@ -135,6 +139,8 @@ class FeatureStats:
         np.maximum(self.max, other.max, out=self.max)
         self.hist += other.hist
         self.sigma_mlp += other.sigma_mlp
+        self.sigma_attn += other.sigma_attn
+        self.sigma_post += other.sigma_post
         mine = {f: torch.from_numpy(getattr(self, f)) for f in TOP_FIELDS}
         theirs = {f: torch.from_numpy(np.require(getattr(other, f), requirements="W")) for f in TOP_FIELDS}
         merge_top(mine, theirs)
@@ -168,6 +174,14 @@ class FeatureStats:
     @property
     def sigma_mlp_mean(self) -> np.ndarray:
         return self.sigma_mlp / max(self.tokens, 1)
+
+    @property
+    def sigma_attn_mean(self) -> np.ndarray:
+        return self.sigma_attn / max(self.tokens, 1)
+
+    @property
+    def sigma_post_mean(self) -> np.ndarray:
+        return self.sigma_post / max(self.tokens, 1)
 
     @property
     def sigma_final_mean(self) -> float:
@@ -292,8 +306,15 @@ class _Accumulator:
     def __init__(self, model: HookedModel, d: Dictionary, state: PassState):
         self.model, self.d, self.state = model, d, state
         self.sites: list[tuple[int, Site]] = [(l, d.read_site) for l in d.layers]
+        # σ of the norms that virtual weights freeze (connections module docstring)
+        self.sigma_sites: list[tuple[str, Site]] = []
         if state.stats is not None:
-            self.sites += [(l, "resid_mid") for l in d.layers if d.read_site != "resid_mid"]
+            self.sigma_sites.append(("sigma_mlp", "resid_mid"))
+            if d.read_site == "ln1_normalized":
+                self.sigma_sites.append(("sigma_attn", "resid_pre"))
+            if d.write_site == "mlp_module_out" and model.family.post_mlp_norm is not None:
+                self.sigma_sites.append(("sigma_post", "mlp_module_out"))
+        self.sites += [(l, site) for _, site in self.sigma_sites for l in d.layers if site != d.read_site]
         self.final_norm = model.model.get_submodule(model.family.final_norm)
         dev = model.device
         self.edges = torch.tensor(HIST_EDGES, dtype=torch.float32, device=dev)
@@ -339,9 +360,14 @@ class _Accumulator:
             parts.append((tok.cpu().numpy(), i, idx.int().cpu().numpy(), val.cpu().numpy()))
         self.parts.append(NonZeros.token_major(parts, len(d.layers)))
         if stats is not None:
-            for i, l in enumerate(d.layers):
-                x = store[(l, "resid_mid")][0] if d.read_site != "resid_mid" else store[(l, d.read_site)][0]
-                self.dev["sigma_mlp"][i] += model.mlp_norm(l).denominator(x)[mask].sum()
+            for name, site in self.sigma_sites:
+                for i, l in enumerate(d.layers):
+                    x = store[(l, site)][0]
+                    norm = {"sigma_mlp": model.mlp_norm, "sigma_attn": model.attn_norm}.get(name, model.post_mlp_norm)(
+                        l
+                    )
+                    assert norm is not None
+                    self.dev[name][i] += norm.denominator(x)[mask].sum()
             self.sigma_final += model.final_norm().denominator(final_in[0])[mask].sum()
             stats.tokens += n
             stats.windows += len(batch.keys)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from loaders.connections import edges, residual_encoders, top_unembeds, virtual_weight_block
+from loaders.connections import edges, residual_encoders, residual_writes, top_unembeds, virtual_weight_block
 from loaders.corpus import Corpus
 from loaders.pairs import BlockPlan, DenseBlocks
 from loaders.stats import StatsConfig, stream_statistics
@@ -23,17 +23,22 @@ ATTN = {
 }
 
 
+NORMALIZED = {"ln1_normalized": ("resid_pre", "attn_norm"), "ln2_normalized": ("resid_mid", "mlp_norm")}
+"""Read sites before a norm's gain → (the raw residual they normalize, that norm)."""
+
+
 @torch.no_grad()
 def intervene(model, d, source_layer: int, source_index: int, ids: torch.Tensor, pos: int, delta: float):
     """Target pre-activations at `pos` (per dictionary layer) before and after adding δ·d_s.
 
     Attention outputs and MLP outputs are frozen at their clean values (so only the residual
-    path carries the change), and the read norms' denominators at their clean values.
+    path carries the change), and every norm on the path (the read norms, and the post-MLP
+    norm a write at ``mlp_module_out`` passes through) at its clean denominator at `pos`.
+    Returns (before, after, σ) with σ = {"mlp" | "attn" | "post": {layer: σ at pos}}.
     """
     f = model.family
     frozen: dict[str, torch.Tensor] = {}
     handles = []
-    sigma: dict[int, torch.Tensor] = {}
 
     def save(name):
         def hook(_m, _a, out):
@@ -50,20 +55,34 @@ def intervene(model, d, source_layer: int, source_index: int, ids: torch.Tensor,
 
         return hook
 
-    mlp_out_module = f.post_mlp_norm or f.mlp
+    through_post = d.write_site == "mlp_module_out" and f.post_mlp_norm is not None
+    written = f.mlp if through_post else (f.post_mlp_norm or f.mlp)  # the module whose output d_s adds to
+    attn = ATTN[model.model.config.model_type]
     for l in range(model.n_layers):
-        handles.append(model.module(l, ATTN[model.model.config.model_type]).register_forward_hook(save(f"attn{l}")))
-        handles.append(model.module(l, mlp_out_module).register_forward_hook(save(f"mlp{l}")))
-    clean_sites = [(l, d.read_site) for l in d.layers] + [(l, "resid_mid") for l in d.layers]
+        handles.append(model.module(l, attn).register_forward_hook(save(f"attn{l}")))
+        handles.append(model.module(l, written).register_forward_hook(save(f"mlp{l}")))
+    raw = ["resid_mid", "resid_pre", "mlp_module_out"]
+    clean_sites = [(l, s) for l in d.layers for s in {d.read_site, *raw}]
     _, clean = model.run(ids, clean_sites)
     for h in handles:
         h.remove()
+    sigma: dict[str, dict[int, torch.Tensor]] = {"mlp": {}, "attn": {}, "post": {}}
     for l in d.layers:
-        sigma[l] = model.mlp_norm(l).denominator(clean[(l, "resid_mid")][0, pos])
+        sigma["mlp"][l] = model.mlp_norm(l).denominator(clean[(l, "resid_mid")][0, pos])
+        sigma["attn"][l] = model.attn_norm(l).denominator(clean[(l, "resid_pre")][0, pos])
+        if f.post_mlp_norm is not None:
+            sigma["post"][l] = model.post_mlp_norm(l).denominator(clean[(l, "mlp_module_out")][0, pos])
+
+    def frozen_norm(norm, s):
+        def hook(_m, args, _out):
+            x = args[0]
+            return norm.apply(x.double(), s).to(x.dtype) + (norm.bias if norm.bias is not None else 0)
+
+        return hook
 
     handles = []
     for l in range(model.n_layers):
-        handles.append(model.module(l, ATTN[model.model.config.model_type]).register_forward_hook(replace(f"attn{l}")))
+        handles.append(model.module(l, attn).register_forward_hook(replace(f"attn{l}")))
         dec = d.decoder(source_layer, l)
 
         def add(t, dec=dec):
@@ -71,48 +90,62 @@ def intervene(model, d, source_layer: int, source_index: int, ids: torch.Tensor,
                 t[0, pos] += delta * dec[source_index]
             return t
 
-        handles.append(model.module(l, mlp_out_module).register_forward_hook(replace(f"mlp{l}", add)))
-        norm = model.mlp_norm(l)
-
-        def frozen_norm(_m, args, _out, l=l, norm=norm):
-            x = args[0]
-            y = norm.apply(x.double(), sigma.get(l, 1.0)).to(x.dtype)
-            return y + (norm.bias if norm.bias is not None else 0)
-
+        handles.append(model.module(l, written).register_forward_hook(replace(f"mlp{l}", add)))
         if l in d.layers:
-            handles.append(model.module(l, f.mlp_norm).register_forward_hook(frozen_norm))
-    _, steered = model.run(ids, [(l, d.read_site) for l in d.layers])
+            handles.append(
+                model.module(l, f.mlp_norm).register_forward_hook(frozen_norm(model.mlp_norm(l), sigma["mlp"][l]))
+            )
+            if through_post:
+                post = model.post_mlp_norm(l)
+                handles.append(
+                    model.module(l, f.post_mlp_norm).register_forward_hook(frozen_norm(post, sigma["post"][l]))
+                )
+    steered_sites = [(l, NORMALIZED[d.read_site][0] if d.read_site in NORMALIZED else d.read_site) for l in d.layers]
+    _, steered = model.run(ids, steered_sites)
     for h in handles:
         h.remove()
-    before = {l: d.pre_activation(l, clean[(l, d.read_site)][0, pos]).double() for l in d.layers}
-    after = {l: d.pre_activation(l, steered[(l, d.read_site)][0, pos]).double() for l in d.layers}
+
+    def read(run, l):
+        if d.read_site not in NORMALIZED:
+            return run[(l, d.read_site)][0, pos]
+        raw_site, norm_name = NORMALIZED[d.read_site]
+        norm = getattr(model, norm_name)(l).without_gain()  # frozen: the clean σ
+        return norm.apply(run[(l, raw_site)][0, pos].double(), sigma["attn" if norm_name == "attn_norm" else "mlp"][l])
+
+    before = {l: d.pre_activation(l, read(clean, l).float()).double() for l in d.layers}
+    after = {l: d.pre_activation(l, read(steered, l).float()).double() for l in d.layers}
     return before, after, sigma
 
 
 @pytest.mark.parametrize(
-    "family,kind,read_site",
+    "family,kind,read_site,write_site",
     [
-        ("llama", "clt", "mlp_in"),  # RMSNorm, normalized read
-        ("llama", "clt", "resid_mid"),  # raw read
-        ("gpt2", "clt", "mlp_in"),  # LayerNorm (centring matters)
-        ("gpt2", "plt", "resid_mid"),
-        ("gemma2", "clt", "mlp_in"),  # 1 + γ gains, post-MLP norm
-        ("qwen3", "plt", "mlp_in"),
+        ("llama", "clt", "mlp_in", "mlp_out"),  # RMSNorm, normalized read
+        ("llama", "clt", "resid_mid", "mlp_out"),  # raw read
+        ("gpt2", "clt", "mlp_in", "mlp_out"),  # LayerNorm (centring matters)
+        ("gpt2", "plt", "resid_mid", "mlp_out"),
+        ("gemma2", "clt", "mlp_in", "mlp_out"),  # 1 + γ gains, post-MLP norm
+        ("qwen3", "plt", "mlp_in", "mlp_out"),
+        ("gemma2", "clt", "ln2_normalized", "mlp_module_out"),  # before the gain; through the post norm
+        ("gpt2", "clt", "ln2_normalized", "mlp_module_out"),  # centred, no post norm
+        ("llama", "plt", "ln1_normalized", "mlp_out"),  # the attention norm's σ
+        ("gemma2", "plt", "resid_mid", "mlp_module_out"),
     ],
 )
-def test_virtual_weight_equals_intervention(family: str, kind: str, read_site: str) -> None:
+def test_virtual_weight_equals_intervention(family: str, kind: str, read_site: str, write_site: str) -> None:
     model = tiny_model(family)
-    d = random_dictionary(model, kind, read_site=read_site)  # type: ignore[arg-type]
+    d = random_dictionary(model, kind, read_site=read_site, write_site=write_site)  # type: ignore[arg-type]
     ids = model.tokenizer("The sky is blue and grass is green.", return_tensors="pt").input_ids
     pos, delta = 4, 0.5
     checked = 0
     for source_layer in d.layers[:-1]:
         for source_index in (0, 5):
             before, after, sigma = intervene(model, d, source_layer, source_index, ids, pos, delta)
-            sig = np.array([sigma[l].item() for l in d.layers])
-            enc = residual_encoders(model, d, sig)
+            sig = {k: np.array([v[l].item() for l in d.layers]) if v else None for k, v in sigma.items()}
+            enc = residual_encoders(model, d, sig["mlp"], sig["attn"])
+            writes = residual_writes(model, d, sig["post"])
             for target_layer in d.layers:
-                V = virtual_weight_block(d, enc, source_layer, target_layer)[source_index]  # (tgt,)
+                V = virtual_weight_block(d, enc, source_layer, target_layer, writes=writes)[source_index]  # (tgt,)
                 change = after[target_layer] - before[target_layer]
                 np.testing.assert_allclose(change.numpy(), delta * V.numpy(), rtol=1e-4, atol=1e-5)
                 if target_layer > source_layer:
