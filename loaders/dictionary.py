@@ -20,7 +20,15 @@ File layouts (weights are stored (feature, d_model) unless noted):
 - circuit-tracer PLT: ``config.yaml`` (model_kind: transcoder_set), ``layer_{i}.safetensors``
   with ``W_enc``, ``W_dec`` (feature, d_model), ``b_enc``, ``b_dec``, optional
   ``activation_function.threshold`` or ``k``.
+  ``W_skip`` (d_model, d_model) for skip transcoders (output += x W_skipᵀ).
 - SAELens: ``cfg.json`` + ``sae_weights.safetensors``; ``W_enc`` is (d_in, d_sae) there.
+  SAELens ≥ 6 keeps hook names under ``metadata``; earlier versions at the top level (with
+  ``hook_point``). docs/dictionaries.md lists what is read and what is refused.
+
+Activation semantics follow the library that saved the file: SAELens applies ReLU before
+JumpReLU's jump (so thresholds below 0 act as 0) and to TopK's kept values; circuit-tracer's
+JumpReLU is x · 1(x > θ), and it loads no TopK from files (graphkit's own TopK files use
+SAELens's semantics).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlparse
 
 import torch
 import yaml
@@ -38,9 +47,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from loaders.model import Site, site_from_hook
+from loaders.model import OUTPUT_SITES, Site, site_from_hook
 
 Kind = Literal["clt", "plt", "sae"]
+InputNorm = Literal["none", "layer_norm", "constant_norm_rescale"]
+
+
+def _normalize_in(norm: InputNorm, x: Tensor) -> Tensor:
+    """SAELens's run-time input normalization (``normalize_activations``)."""
+    if norm == "layer_norm":
+        c = x - x.mean(-1, keepdim=True)
+        return c / (c.std(-1, keepdim=True) + 1e-5)
+    if norm == "constant_norm_rescale":
+        return x * (x.shape[-1] ** 0.5 / x.norm(dim=-1, keepdim=True))
+    return x
 
 
 class DictionaryError(ValueError):
@@ -49,7 +69,7 @@ class DictionaryError(ValueError):
 
 @dataclass(frozen=True)
 class Activation:
-    """ReLU, JumpReLU (per-feature `threshold`) or TopK (`k` largest, then ReLU)."""
+    """ReLU, JumpReLU (x · 1(x > θ), per-feature `threshold`) or TopK (`k` largest, then ReLU)."""
 
     kind: Literal["relu", "jumprelu", "topk"]
     threshold: Tensor | None = None  # (feature,)
@@ -82,6 +102,10 @@ class Dictionary:
     activation: dict[int, Activation]
     model_name: str = ""
     name: str = ""
+    W_skip: dict[int, Tensor] = dataclasses.field(default_factory=dict)
+    """layer → (d_model, d_model): skip transcoders add x W_skipᵀ to their output."""
+    input_norm: InputNorm = "none"
+    """SAELens's per-token input normalization (SAEs only); the output is mapped back."""
 
     @property
     def d_model(self) -> int:
@@ -99,7 +123,21 @@ class Dictionary:
 
     def pre_activation(self, layer: int, x: Tensor) -> Tensor:
         w = self.W_enc[layer]
-        return x.to(w.dtype) @ w.T + self.b_enc[layer]
+        return _normalize_in(self.input_norm, x.to(w.dtype)) @ w.T + self.b_enc[layer]
+
+    def output_scale(self, x: Tensor) -> Tensor | None:
+        """Per-token factor (..., 1) mapping decoder output back from a normalized input, or None.
+
+        With ``layer_norm`` input normalization SAELens returns y · std(x) + mean(x); with
+        ``constant_norm_rescale``, y · |x| / √d. A change Δa in activations therefore moves
+        the output by Δa W_dec times this factor (transcoders write unscaled).
+        """
+        if self.input_norm == "none" or self.kind != "sae":
+            return None
+        x = x.float()
+        if self.input_norm == "layer_norm":
+            return x.std(-1, keepdim=True)
+        return x.norm(dim=-1, keepdim=True) / x.shape[-1] ** 0.5
 
     def encode(self, layer: int, x: Tensor) -> Tensor:
         """Feature activations (..., feature) from read-site activations (..., d_model)."""
@@ -112,15 +150,41 @@ class Dictionary:
             return None
         return self.W_dec[layer][:, targets.index(target)]
 
-    def reconstruct(self, acts: dict[int, Tensor]) -> dict[int, Tensor]:
-        """Write-site reconstruction per target layer from activations per source layer."""
+    def reconstruct(self, acts: dict[int, Tensor], inputs: dict[int, Tensor] | None = None) -> dict[int, Tensor]:
+        """Write-site output per target layer from activations per source layer.
+
+        `inputs` (layer → read-site activations) are needed by skip transcoders and by SAEs
+        with input normalization, whose output depends on the input itself.
+        """
+        needs = sorted(self.W_skip) if self.W_skip else (list(self.layers) if self.output_scale_needed else [])
+        if needs and (inputs is None or any(l not in inputs for l in needs)):
+            raise ValueError(
+                f"{self.name or 'dictionary'}: reconstructing needs the read-site inputs of layers {needs}"
+            )
         out: dict[int, Tensor] = {}
         for layer, a in acts.items():
             for target in self.write_targets(layer):
                 d = self.decoder(layer, target)
                 assert d is not None
                 out[target] = out.get(target, 0) + a.to(d.dtype) @ d
-        return {t: r + self.b_dec[t] for t, r in out.items()}
+        out = {t: r + self.b_dec[t] for t, r in out.items()}
+        if self.output_scale_needed:
+            assert inputs is not None
+            for t in out:
+                x = inputs[t].to(out[t].dtype)
+                scale = self.output_scale(x)
+                assert scale is not None
+                shift = x.mean(-1, keepdim=True) if self.input_norm == "layer_norm" else 0
+                out[t] = out[t] * scale + shift
+        for t, w in self.W_skip.items():
+            if t in out:
+                assert inputs is not None
+                out[t] = out[t] + inputs[t].to(w.dtype) @ w.T
+        return out
+
+    @property
+    def output_scale_needed(self) -> bool:
+        return self.input_norm != "none" and self.kind == "sae"
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Dictionary:
         def mv(t: Tensor) -> Tensor:
@@ -141,6 +205,8 @@ class Dictionary:
             },
             model_name=self.model_name,
             name=self.name,
+            W_skip={k: mv(v) for k, v in self.W_skip.items()},
+            input_norm=self.input_norm,
         )
 
     def encoders_to(self, device: str | torch.device) -> Dictionary:
@@ -215,12 +281,23 @@ def _config(path: Path) -> dict:
     return yaml.safe_load(cfg_path.read_text()) or {}
 
 
+DEFAULT_HOOKS = ("hook_resid_mid", "hook_mlp_out")
+"""circuit-tracer's defaults when config.yaml names no hooks (its load_clt's)."""
+
+
 def _sites(cfg: dict, path: Path) -> tuple[Site, Site]:
     try:
-        _, read = site_from_hook(cfg.get("feature_input_hook", "mlp.hook_in"))
-        _, write = site_from_hook(cfg.get("feature_output_hook", "mlp.hook_out"))
+        _, read = site_from_hook(str(cfg.get("feature_input_hook") or DEFAULT_HOOKS[0]))
+        _, write = site_from_hook(str(cfg.get("feature_output_hook") or DEFAULT_HOOKS[1]))
     except ValueError as e:
         raise DictionaryError(f"{path / 'config.yaml'}: {e}") from e
+    if write not in OUTPUT_SITES:
+        raise _refuse(
+            path / "config.yaml",
+            "feature_output_hook",
+            cfg.get("feature_output_hook"),
+            "not a site features can write to",
+        )
     return read, write
 
 
@@ -303,6 +380,22 @@ class DiskTensors(Mapping[int, Tensor]):
         return len(self.files)
 
 
+def hf_file(uri: str) -> Path:
+    """The local copy of ``hf://org/repo/path/in/repo[?revision=R]``, downloaded when needed."""
+    parsed = urlparse(uri)
+    repo, _, file = parsed.path.lstrip("/").partition("/")
+    if parsed.scheme != "hf" or not parsed.netloc or not repo or not file:
+        raise DictionaryError(f"cannot parse {uri!r}: expected hf://org/repo/path/to/file.safetensors[?revision=R]")
+    revisions = parse_qs(parsed.query).get("revision")
+    revision = revisions[0] if revisions else None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=f"{parsed.netloc}/{repo}", filename=file, revision=revision))
+    except Exception as e:  # the hub's errors are many; say which file
+        raise DictionaryError(f"cannot download {uri}: {e}") from e
+
+
 def _plt_files(cfg: dict, path: Path) -> dict[int, Path]:
     listed = cfg.get("transcoders")
     if listed:
@@ -310,6 +403,9 @@ def _plt_files(cfg: dict, path: Path) -> dict[int, Path]:
         for i, entry in enumerate(listed):
             if isinstance(entry, dict):
                 i, entry = int(entry.get("layer", i)), entry["filepath"]
+            if str(entry).startswith("hf://"):
+                out[i] = hf_file(str(entry))
+                continue
             p = Path(entry)
             out[i] = p if p.is_absolute() else path / p
         return out
@@ -326,7 +422,7 @@ def _plt_files(cfg: dict, path: Path) -> dict[int, Path]:
 def load_plt(path: Path) -> Dictionary:
     cfg = _config(path)
     read, write = _sites(cfg, path)
-    W_enc, b_enc, W_dec, b_dec, act = {}, {}, {}, {}, {}
+    W_enc, b_enc, W_dec, b_dec, act, W_skip = {}, {}, {}, {}, {}, {}
     files = _plt_files(cfg, path)
     shape: tuple[int, int] | None = None
     for i, f in sorted(files.items()):
@@ -340,9 +436,13 @@ def load_plt(path: Path) -> Dictionary:
         W_dec[i] = _tensor(data, "W_dec", (n_feat, d_model), f)[:, None]
         b_enc[i] = _tensor(data, "b_enc", (n_feat,), f)
         b_dec[i] = _tensor(data, "b_dec", (d_model,), f)
+        if "W_skip" in data:
+            W_skip[i] = _tensor(data, "W_skip", (d_model, d_model), f)
         thr = data.get("activation_function.threshold")
         k = int(data["k"]) if "k" in data else cfg.get("k")
         act[i] = _activation(cfg.get("activation"), thr, k)
+    if W_skip and set(W_skip) != set(files):
+        raise DictionaryError(f"{path}: W_skip in layers {sorted(W_skip)} only; a transcoder set skips in all or none")
     return Dictionary(
         "plt",
         tuple(sorted(files)),
@@ -355,40 +455,156 @@ def load_plt(path: Path) -> Dictionary:
         act,
         model_name=cfg.get("model_name", ""),
         name=str(path),
+        W_skip=W_skip,
     )
 
 
+SAELENS_ARCHITECTURES = {
+    "standard": "relu",
+    "jumprelu": "jumprelu",
+    "topk": "topk",
+    "gated": "gated",
+    "transcoder": "relu",
+    "skip_transcoder": "relu",
+    "jumprelu_transcoder": "jumprelu",
+    "jumprelu_skip_transcoder": "jumprelu",
+}
+"""SAELens architectures graphkit reads → their activation. Others are refused."""
+
+_IDENTITY_NORMS = ("none", "expected_average_only_in", "covariance_whitening")
+"""normalize_activations values that SAELens's own load_from_disk runs as the identity."""
+
+
+def _saelens_config(path: Path) -> dict:
+    """cfg.json in SAELens ≥ 6 terms: hook names from ``metadata`` or, before 6, the top level
+    (``hook_point`` renamed), and the defaults SAELens itself fills in for old files."""
+    f = path / "cfg.json"
+    try:
+        raw = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise DictionaryError(f"cannot read {f}: {e}") from e
+    meta = raw.get("metadata") or {}
+    cfg = {k: v for k, v in raw.items() if k != "metadata"}
+    for old, new in (("hook_point", "hook_name"), ("hook_point_head_index", "hook_head_index")):
+        if old in cfg and new not in cfg:
+            cfg[new] = cfg.pop(old)
+    for key in ("hook_name", "hook_name_out", "hook_head_index", "model_name", "sae_lens_version"):
+        if meta.get(key) is not None:
+            cfg[key] = meta[key]
+    version = str(cfg.get("sae_lens_version") or cfg.get("sae_lens_training_version") or "0")
+    if int(version.split(".")[0] or 0) < 6:  # SAELens's handle_pre_6_0_config defaults
+        cfg.setdefault("apply_b_dec_to_input", True)
+        cfg.setdefault("architecture", "standard")
+        act = cfg.get("activation_fn", cfg.get("activation_fn_str", "relu"))
+        k = (cfg.get("activation_fn_kwargs") or {}).get("k")
+        if act == "topk" and k is not None:
+            cfg["architecture"], cfg["k"] = "topk", k
+        elif act not in ("relu", "topk"):
+            raise DictionaryError(f"{f}: activation_fn {act!r} is not supported (relu or topk)")
+    cfg.setdefault("apply_b_dec_to_input", True)  # SAEConfig's default
+    for key in ("hook_name", "d_in", "d_sae"):
+        if key not in cfg:
+            raise DictionaryError(f"{f}: no {key!r} (looked at the top level and under 'metadata')")
+    return cfg
+
+
+def _refuse(f: Path, field: str, value: object, why: str) -> DictionaryError:
+    return DictionaryError(f"{f}: {field} = {value!r} is not supported: {why}")
+
+
 def load_saelens(path: Path) -> Dictionary:
-    cfg = json.loads((path / "cfg.json").read_text())
-    f = path / "sae_weights.safetensors"
-    data = _read(f)
+    """An SAE or transcoder saved by SAELens (``SAE.save_model``), any version ≥ 3."""
+    cfg = _saelens_config(path)
+    fcfg, f = path / "cfg.json", path / "sae_weights.safetensors"
+    arch = str(cfg.get("architecture", "standard"))
+    if arch not in SAELENS_ARCHITECTURES:
+        raise _refuse(fcfg, "architecture", arch, f"graphkit reads {', '.join(SAELENS_ARCHITECTURES)}")
+    if cfg.get("reshape_activations", "none") != "none" or cfg.get("hook_head_index") is not None:
+        field = "hook_head_index" if cfg.get("hook_head_index") is not None else "reshape_activations"
+        raise _refuse(fcfg, field, cfg.get(field), "per-head (hook_z) dictionaries have no residual site")
+    if cfg.get("finetuning_scaling_factor"):
+        raise _refuse(fcfg, "finetuning_scaling_factor", True, "fold the scaling factor into W_dec first")
+    norm = str(cfg.get("normalize_activations") or "none")
+    if norm not in (*_IDENTITY_NORMS, "layer_norm", "constant_norm_rescale"):
+        raise _refuse(fcfg, "normalize_activations", norm, "unknown normalization")
+    transcoder = "transcoder" in arch
+    if transcoder and norm not in _IDENTITY_NORMS:
+        raise _refuse(fcfg, "normalize_activations", norm, "SAELens transcoders do not map their output back")
     d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
-    layer, site = site_from_hook(cfg["hook_name"])
+    d_out = int(cfg.get("d_out", d_in)) if transcoder else d_in
+    if d_out != d_in:
+        raise _refuse(fcfg, "d_out", d_out, f"graphkit's sites are all d_model wide, and d_in is {d_in}")
+    try:
+        layer, read = site_from_hook(str(cfg["hook_name"]))
+        write = read
+        if transcoder:
+            if not cfg.get("hook_name_out"):
+                raise DictionaryError(
+                    f"{fcfg}: a {arch} needs metadata.hook_name_out (where it writes); SAELens leaves it to "
+                    "the trainer: add it to cfg.json's metadata"
+                )
+            layer_out, write = site_from_hook(str(cfg["hook_name_out"]))
+            if layer_out is not None and layer is not None and layer_out != layer:
+                raise _refuse(fcfg, "hook_name_out", cfg["hook_name_out"], f"it writes to another layer than {layer}")
+    except ValueError as e:
+        raise DictionaryError(f"{fcfg}: {e}") from e
     if layer is None:
         layer = int(cfg.get("hook_layer", 0))
+    if transcoder and write not in OUTPUT_SITES:
+        raise _refuse(
+            fcfg, "hook_name_out", cfg["hook_name_out"], f"a transcoder writes to one of {', '.join(OUTPUT_SITES)}"
+        )
+    data = _read(f)
     W_enc = _tensor(data, "W_enc", (d_in, d_sae), f).T.contiguous()  # SAELens stores (d_in, d_sae)
-    W_dec = _tensor(data, "W_dec", (d_sae, d_in), f)
-    b_enc = _tensor(data, "b_enc", (d_sae,), f)
-    b_dec = _tensor(data, "b_dec", (d_in,), f)
-    if cfg.get("apply_b_dec_to_input", False):
+    W_dec = _tensor(data, "W_dec", (d_sae, d_out), f)
+    b_dec = _tensor(data, "b_dec", (d_out,), f)
+    kind = SAELENS_ARCHITECTURES[arch]
+    if kind == "gated":
+        # 1(x W + b_gate > 0) · relu(x (W ∘ e^r) + b_mag) is JumpReLU on the magnitude path with
+        # θ = b_mag − e^r b_gate (and ReLU, so θ ≥ 0 below).
+        r = _tensor(data, "r_mag", (d_sae,), f).exp()
+        b_mag, b_gate = _tensor(data, "b_mag", (d_sae,), f), _tensor(data, "b_gate", (d_sae,), f)
+        W_enc, b_enc, threshold = W_enc * r[:, None], b_mag, b_mag - r * b_gate
+    else:
+        b_enc = _tensor(data, "b_enc", (d_sae,), f)
+        threshold = None
+        if kind == "jumprelu":
+            if "threshold" in data:
+                threshold = _tensor(data, "threshold", (d_sae,), f)
+            else:
+                threshold = _tensor(data, "log_threshold", (d_sae,), f).exp()
+    if cfg.get("apply_b_dec_to_input") and not transcoder:
         # W_enc (x − b_dec) + b_enc = W_enc x + (b_enc − W_enc b_dec): fold into the bias.
         b_enc = b_enc - W_enc @ b_dec
-    arch = str(cfg.get("architecture", "standard")).lower()
-    thr = _tensor(data, "threshold", (d_sae,), f) if "threshold" in data else None
-    k = (cfg.get("activation_fn_kwargs") or {}).get("k")
-    activation = _activation("topk" if arch == "topk" else None, thr, k)
+    if kind == "topk":
+        if cfg.get("k") is None:
+            raise DictionaryError(f"{fcfg}: architecture 'topk' without 'k'")
+        activation = Activation("topk", k=int(cfg["k"]))
+        if cfg.get("rescale_acts_by_decoder_norm"):
+            # SAELens ranks (x W + b)·|d_s| and decodes a / |d_s| with d_s: fold |d_s| in.
+            n = W_dec.norm(dim=-1)
+            W_enc, b_enc, W_dec = W_enc * n[:, None], b_enc * n, W_dec / n[:, None]
+    elif threshold is not None:
+        activation = Activation("jumprelu", threshold=threshold.clamp(min=0))  # SAELens: ReLU, then the jump
+    else:
+        activation = Activation("relu")
+    skip = {}
+    if "skip" in arch:
+        skip[layer] = _tensor(data, "W_skip", (d_out, d_in), f)
     return Dictionary(
-        "sae",
+        "plt" if transcoder else "sae",  # a SAELens transcoder is a one-layer transcoder set
         (layer,),
-        site,
-        site,
+        read,
+        write,
         {layer: W_enc},
         {layer: b_enc},
         {layer: W_dec[:, None]},
         {layer: b_dec},
         {layer: activation},
-        model_name=str(cfg.get("model_name", "")),
+        model_name=str(cfg.get("model_name") or ""),
         name=str(path),
+        W_skip=skip,
+        input_norm=norm if norm in ("layer_norm", "constant_norm_rescale") else "none",  # type: ignore[arg-type]
     )
 
 
@@ -427,15 +643,21 @@ def load_dictionary(name: str | Path) -> Dictionary:
 # -- writing ---------------------------------------------------------------------------------
 
 
+SITE_HOOKS: dict[Site, str] = {
+    "resid_pre": "hook_resid_pre",
+    "ln1_normalized": "ln1.hook_normalized",
+    "resid_mid": "hook_resid_mid",
+    "ln2_normalized": "ln2.hook_normalized",
+    "mlp_in": "mlp.hook_in",
+    "mlp_module_out": "mlp.hook_out",
+    "mlp_out": "hook_mlp_out",
+    "resid_post": "hook_resid_post",
+}
+"""The hook name graphkit writes for each site (one of those that read it)."""
+
+
 def _hooks(d: Dictionary) -> dict[str, str]:
-    names = {
-        "resid_mid": "hook_resid_mid",
-        "mlp_in": "mlp.hook_in",
-        "mlp_out": "hook_mlp_out",
-        "resid_pre": "hook_resid_pre",
-        "resid_post": "hook_resid_post",
-    }
-    return {"feature_input_hook": names[d.read_site], "feature_output_hook": names[d.write_site]}
+    return {"feature_input_hook": SITE_HOOKS[d.read_site], "feature_output_hook": SITE_HOOKS[d.write_site]}
 
 
 def save_clt(d: Dictionary, path: Path) -> None:
@@ -461,6 +683,8 @@ def save_plt(d: Dictionary, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     for i in d.layers:
         data = {"W_enc": d.W_enc[i], "W_dec": d.W_dec[i][:, 0], "b_enc": d.b_enc[i], "b_dec": d.b_dec[i]}
+        if i in d.W_skip:
+            data["W_skip"] = d.W_skip[i]
         if d.activation[i].threshold is not None:
             data["activation_function.threshold"] = d.activation[i].threshold  # type: ignore[assignment]
         save_file({k: v.contiguous() for k, v in data.items()}, path / f"layer_{i}.safetensors")

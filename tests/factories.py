@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from loaders.dictionary import Activation, Dictionary, save_clt, save_plt
@@ -113,12 +111,13 @@ def random_dictionary(
     read_site: Site = "mlp_in",
     activation: str = "relu",
     seed: int = 0,
+    write_site: Site = "mlp_out",
 ) -> Dictionary:
     """Random weights whose features fire on roughly a third of tokens."""
     g = torch.Generator().manual_seed(seed)
     L, D = model.n_layers, model.d_model
     layers = (1,) if kind == "sae" else tuple(range(L))
-    write: Site = read_site if kind == "sae" else "mlp_out"
+    write: Site = read_site if kind == "sae" else write_site
     W_enc, b_enc, W_dec, b_dec, act = {}, {}, {}, {}, {}
     for l in layers:
         W_enc[l] = torch.randn(n_features, D, generator=g) / D**0.5
@@ -136,40 +135,18 @@ def random_dictionary(
 
 
 def save_dictionary(d: Dictionary, path: Path) -> Path:
-    """Write `d` in its native layout (circuit-tracer CLT / PLT, or SAELens)."""
+    """Write `d` in circuit-tracer's CLT or PLT layout (graphkit's own writers).
+
+    SAELens files are never written here: tests read the ones SAELens itself saved
+    (tests/golden, made by tests/golden/make.py).
+    """
     if d.kind == "clt":
         save_clt(d, path)
     elif d.kind == "plt":
         save_plt(d, path)
     else:
-        save_saelens(d, path)
+        raise ValueError("SAE files in tests come from SAELens itself: use tests/golden/saelens")
     return path
-
-
-def save_saelens(d: Dictionary, path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    (layer,) = d.layers
-    hook = {"resid_post": "hook_resid_post", "resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid"}[d.read_site]
-    tensors = {
-        "W_enc": d.W_enc[layer].T.contiguous(),
-        "W_dec": d.W_dec[layer][:, 0].contiguous(),
-        "b_enc": d.b_enc[layer],
-        "b_dec": d.b_dec[layer],
-    }
-    a = d.activation[layer]
-    arch = "standard"
-    if a.threshold is not None:
-        tensors["threshold"], arch = a.threshold, "jumprelu"
-    cfg = {
-        "d_in": d.d_model,
-        "d_sae": d.n_features,
-        "hook_name": f"blocks.{layer}.{hook}",
-        "architecture": arch,
-        "apply_b_dec_to_input": False,
-        "model_name": d.model_name,
-    }
-    save_file(tensors, path / "sae_weights.safetensors")
-    (path / "cfg.json").write_text(json.dumps(cfg))
 
 
 def write_corpus(path: Path, n_docs: int = 40, seed: int = 0) -> Path:

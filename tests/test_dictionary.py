@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,11 @@ from tests.factories import random_dictionary, save_dictionary, tiny_model
 
 @pytest.mark.parametrize(
     "kind,activation",
-    [("clt", "relu"), ("clt", "jumprelu"), ("plt", "relu"), ("plt", "jumprelu"), ("sae", "relu"), ("sae", "jumprelu")],
+    [("clt", "relu"), ("clt", "jumprelu"), ("plt", "relu"), ("plt", "jumprelu")],
 )
 def test_round_trip_preserves_encoding_and_decoders(tmp_path: Path, kind: str, activation: str) -> None:
     model = tiny_model("llama")
-    site = "resid_post" if kind == "sae" else "mlp_in"
-    d = random_dictionary(model, kind, read_site=site, activation=activation)  # type: ignore[arg-type]
+    d = random_dictionary(model, kind, read_site="mlp_in", activation=activation)  # type: ignore[arg-type]
     back = load_dictionary(save_dictionary(d, tmp_path / kind))
     assert (back.kind, back.layers, back.read_site, back.write_site) == (d.kind, d.layers, d.read_site, d.write_site)
     x = torch.randn(5, model.d_model)
@@ -29,23 +27,6 @@ def test_round_trip_preserves_encoding_and_decoders(tmp_path: Path, kind: str, a
         torch.testing.assert_close(back.encode(layer, x), d.encode(layer, x))
         for target in d.write_targets(layer):
             torch.testing.assert_close(back.decoder(layer, target), d.decoder(layer, target))
-
-
-def test_saelens_layout_is_transposed_and_b_dec_folded(tmp_path: Path) -> None:
-    model = tiny_model("llama")
-    d = random_dictionary(model, "sae", read_site="resid_post")
-    path = save_dictionary(d, tmp_path / "sae")
-    raw = load_file(path / "sae_weights.safetensors")
-    assert raw["W_enc"].shape == (model.d_model, d.n_features)  # (d_in, d_sae) in SAELens
-    cfg = json.loads((path / "cfg.json").read_text())
-    cfg["apply_b_dec_to_input"] = True
-    (path / "cfg.json").write_text(json.dumps(cfg))
-    folded = load_dictionary(path)
-    x = torch.randn(7, model.d_model)
-    (layer,) = d.layers
-    expected = torch.relu((x - raw["b_dec"]) @ raw["W_enc"] + raw["b_enc"])
-    torch.testing.assert_close(folded.encode(layer, x), expected, atol=1e-5, rtol=1e-5)
-    assert site_from_hook(cfg["hook_name"]) == (1, "resid_post")
 
 
 def test_topk_from_the_k_tensor(tmp_path: Path) -> None:
@@ -85,9 +66,13 @@ def test_hook_names_map_to_sites() -> None:
     assert site_from_hook("hook_resid_mid") == (None, "resid_mid")
     assert site_from_hook("mlp.hook_in") == (None, "mlp_in")
     assert site_from_hook("blocks.7.hook_mlp_out") == (7, "mlp_out")
-    assert site_from_hook("mlp.hook_out") == (None, "mlp_out")
+    assert site_from_hook("mlp.hook_out") == (None, "mlp_module_out")
+    assert site_from_hook("blocks.2.ln2.hook_normalized") == (2, "ln2_normalized")
+    assert site_from_hook("hook_mlp_in") == (None, "resid_mid")  # HookedTransformer hooks resid_mid there
     with pytest.raises(ValueError, match="unknown hook or site 'hook_attn_out'"):
         site_from_hook("hook_attn_out")
+    with pytest.raises(ValueError, match=r"ln2\.hook_scale' is the MLP norm's scale"):
+        site_from_hook("blocks.0.ln2.hook_scale")
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2", "qwen2", "qwen3"])

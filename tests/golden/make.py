@@ -6,7 +6,7 @@ than graphkit does), from the repository root:
     python3 -m venv /tmp/peers && /tmp/peers/bin/pip install 'sae-lens>=6' 'circuit-tracer==0.5.0' 'nnsight==0.6.3'
     /tmp/peers/bin/python tests/golden/make.py            # rewrites tests/golden/{saelens,circuit_tracer,hooks}
 
-    python3 -m venv /tmp/peers5 && /tmp/peers5/bin/pip install 'sae-lens>=5,<6'
+    python3 -m venv /tmp/peers5 && /tmp/peers5/bin/pip install 'sae-lens>=5,<6' 'pyarrow<20'
     /tmp/peers5/bin/python tests/golden/make.py --saelens5  # rewrites tests/golden/saelens5
 
 What it writes (every dictionary directory exactly as the library saved it; references
