@@ -196,3 +196,26 @@ def test_budget_batches_pad_little(tmp_path: Path) -> None:
         real += int(b.attention_mask.sum())
         padded += b.input_ids.numel()
     assert real / padded > 0.9
+
+
+def test_norm_denominators_for_pre_gain_reads_and_post_norm_writes(tmp_path: Path) -> None:
+    """σ̄ of the attention norm (ln1_normalized reads) and of Gemma-2's post-MLP norm
+    (mlp_module_out writes) are the means over counted positions, as sigma_mlp is."""
+    model = tiny_model("gemma2")
+    d = random_dictionary(model, "clt", read_site="ln1_normalized", write_site="mlp_module_out")
+    path = write_corpus(tmp_path / "c.txt", n_docs=12)
+    cfg = StatsConfig(batch_tokens=40, chunk_tokens=90, context=CONTEXT, top_k=3, window=2)
+    s = stream_statistics(model, d, Corpus(path), cfg).stats
+    attn, post = [], []
+    for b in batches(model.tokenizer, read_documents(path), CONTEXT, batch_tokens=1):
+        sites = [(l, site) for l in d.layers for site in ("resid_pre", "mlp_module_out")]
+        _, acts = model.run(b.input_ids, sites)  # type: ignore[arg-type]
+        for p in range(1, b.input_ids.shape[1]):
+            attn.append([model.attn_norm(l).denominator(acts[(l, "resid_pre")][0, p]).item() for l in d.layers])
+            post.append(
+                [model.post_mlp_norm(l).denominator(acts[(l, "mlp_module_out")][0, p]).item() for l in d.layers]
+            )  # type: ignore[union-attr]
+    assert s.tokens == len(attn)
+    np.testing.assert_allclose(s.sigma_attn_mean, np.mean(attn, 0), rtol=RTOL)
+    np.testing.assert_allclose(s.sigma_post_mean, np.mean(post, 0), rtol=RTOL)
+    assert np.abs(s.sigma_attn_mean - s.sigma_mlp_mean).max() > 1e-3  # different norms, different σ
