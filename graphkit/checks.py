@@ -21,9 +21,10 @@ import torch
 
 from graphkit.graph import FeatureGraph
 from graphkit.steering import Intervention, Mode, Positions, SteeringResult, steer
+from graphkit.steering import answer_context as context_of_answer
 from loaders.dictionary import Dictionary, load_dictionary
 from loaders.graph.store import EmbeddedStore, Neo4jStore, StoreError, cypher, open_store
-from loaders.model import HookedModel, decode
+from loaders.model import HookedModel, decode, prompt_ids, tokenize_prompt
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class PromptAnalysis:
     """Active (feature, position) pairs written to the graph."""
 
 
+ANALYZE_K = 8
+"""Features listed per position by `Workspace.analyze` (and `graphkit analyze`)."""
+
+
 def prompt_id(model: str, text: str) -> str:
     return hashlib.sha256(f"{model}\0{text}".encode()).hexdigest()[:16]
 
@@ -73,7 +78,8 @@ class Workspace:
 
     @classmethod
     def open(cls, store: str | Path, dictionary: str | None = None, device: str = "cpu") -> Workspace:
-        s = open_store(store)
+        s = open_store(store, must_exist=True)
+        s.ensure_schema()  # properties added since the store was made (schema.ADDED)
         graph = FeatureGraph(s, dictionary)
         manifest_path = Path(graph.info["run"]) / "manifest.json"
         if not manifest_path.exists():
@@ -93,7 +99,7 @@ class Workspace:
     def activations(self, prompt: str) -> tuple[tuple[str, ...], torch.Tensor]:
         """The prompt's tokens and its activations (pos, layer, feature); BOS zeroed."""
         tok, d = self.model.tokenizer, self.dictionary
-        ids = tok(prompt, return_tensors="pt").input_ids.to(self.model.device)
+        ids = tokenize_prompt(tok, prompt).to(self.model.device)
         _, sites = self.model.run(ids, [(l, d.read_site) for l in d.layers])
         acts = torch.stack([d.encode(l, sites[(l, d.read_site)][0]) for l in d.layers], 1)  # (pos, layer, feature)
         acts[0] = 0
@@ -107,7 +113,14 @@ class Workspace:
         d = self.dictionary
         return [(d.layers[li], fi, float(best[li, fi])) for li, fi in zip(layer_i.tolist(), feat.tolist(), strict=True)]
 
-    def analyze(self, prompt: str, k: int = 8, write: bool = True) -> PromptAnalysis:
+    def analyze(
+        self, prompt: str, k: int = ANALYZE_K, write: bool = True, answer_context: bool = False
+    ) -> PromptAnalysis:
+        """Top-k features per position of `prompt` (or, with `answer_context`, of the prompt
+        followed by the model's own continuation up to its answer, where "say X" features
+        fire), and every active (feature, position) written to the graph."""
+        if answer_context:
+            prompt, _ = context_of_answer(self.model, prompt)
         d = self.dictionary
         tokens, acts = self.activations(prompt)
         pid = prompt_id(self.model_name, prompt)
@@ -156,7 +169,7 @@ class Workspace:
         positions: Positions | None = None,
         together: bool = False,
         max_new_tokens: int = 12,
-        on_generated: bool = False,
+        on_generated: bool = True,
         write: bool = True,
     ) -> list[SteeringResult]:
         """One check per feature (or one with all of them when `together`), written back."""
@@ -180,18 +193,24 @@ class Workspace:
         return results
 
     def select(self, query: str, params: dict[str, Any]) -> list[tuple[int, int]]:
-        """(layer, index) of every feature ``cypher/QUERY.cypher`` returns (rows with ``id``)."""
+        """(layer, index) of every feature ``cypher/QUERY.cypher`` returns (rows with ``id``).
+
+        A query that takes ``$dictionary`` gets this workspace's unless `params` name one;
+        feature ids in ``id`` / ``ids`` may be short (``1/517``).
+        """
+        params = self.graph.full_ids(params)
+        if "$dictionary" in cypher(query) and "dictionary" not in params:
+            params = {**params, "dictionary": self.graph.dictionary}
         rows = self.graph.run(query, **params)
+        if rows and "id" not in rows[0]:
+            raise StoreError(
+                f"the selection {query!r} returns columns {', '.join(rows[0])} but no 'id': "
+                "--select needs a query whose rows have an id column of feature ids (e.g. lookalikes, downstream)"
+            )
         ids = [r["id"] for r in rows if isinstance(r.get("id"), str)]
         if not ids:
             raise ValueError(f"the selection {query!r} with {params} returned no features; nothing was steered")
-        features = []
-        for fid in ids:
-            dictionary, layer, index = fid.rsplit("/", 2)
-            if dictionary != self.graph.dictionary:
-                raise ValueError(f"the selection returned {fid}, not a feature of {self.graph.dictionary!r}")
-            features.append((int(layer), int(index)))
-        return features
+        return [self.graph.resolve(fid) for fid in ids]
 
     def steer_selection(
         self, query: str, params: dict[str, Any], prompt: str, mode: Mode, value: float, **options: Any
@@ -203,12 +222,14 @@ class Workspace:
         links = []
         for r in results:
             pid = self._write_prompt(r.prompt)
-            key = json.dumps(
+            key = json.dumps(  # every option that changes the result
                 [
                     self.graph.dictionary,
                     pid,
                     [(iv.layer, iv.index, iv.mode, iv.value) for iv in r.interventions],
                     r.positions,
+                    r.on_generated,
+                    r.max_new_tokens,
                 ]
             )
             sid = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -231,6 +252,8 @@ class Workspace:
                     "logit_after": r.logit_after,
                     "prob_before": r.prob_before,
                     "prob_after": r.prob_after,
+                    "on_generated": r.on_generated,
+                    "max_new_tokens": r.max_new_tokens,
                 },
             )
             links += [{"feature": self.id(i.layer, i.index), "steering": sid} for i in r.interventions]
@@ -238,7 +261,13 @@ class Workspace:
 
     def _write_prompt(self, prompt: str) -> str:
         pid = prompt_id(self.model_name, prompt)
-        ids = self.model.tokenizer(prompt).input_ids
+        held = self.store.read(cypher("prompt"), {"id": pid})
+        if held and held[0]["text"] != prompt:
+            raise StoreError(
+                f"prompt id {pid} in {self.store.spec} belongs to another prompt ({held[0]['text']!r}); "
+                f"refusing to file results for {prompt!r} under it"
+            )
+        ids = prompt_ids(self.model.tokenizer, prompt)
         tokens = [decode(self.model.tokenizer, [t]) for t in ids]
         self.store.write(
             cypher("write_prompt"), {"id": pid, "model": self.model_name, "text": prompt, "tokens": tokens}

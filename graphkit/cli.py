@@ -1,15 +1,52 @@
-"""The ``graphkit`` command line: thin click commands over library functions."""
+"""The ``graphkit`` command line: thin click commands over library functions.
+
+Errors: every command runs under `_Main.invoke`, the one handler. A user error
+(`loaders.errors.GraphkitError`, a bad value, a missing or unreadable file, a Neo4j error)
+prints one line and exits 1; Ctrl-C exits 130. ``graphkit --debug`` re-raises with the traceback.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
+from loaders.errors import GraphkitError
 from loaders.zoo import zoo_list, zoo_path
 
+if TYPE_CHECKING:
+    from graphkit.graph import FeatureGraph
 
-@click.group()
+
+def _user_error(e: BaseException) -> bool:
+    """Errors a user causes and can fix; anything else is a bug and keeps its traceback."""
+    return isinstance(e, GraphkitError | ValueError | OSError) or type(e).__module__.startswith("neo4j")
+
+
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo(
+                "interrupted. Writes are transactional: what finished is kept; rerun the same command to resume.",
+                err=True,
+            )
+            ctx.exit(130)
+        except Exception as e:
+            if debug or not _user_error(e) or isinstance(e, click.ClickException):
+                raise
+            where = "Neo4j: " if type(e).__module__.startswith("neo4j") else ""
+            raise click.ClickException(f"{where}{e}\n(run `graphkit --debug …` for the traceback)") from e
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="graphkit")
-def main() -> None:
+@click.option("--debug", is_flag=True, envvar="GRAPHKIT_DEBUG", help="Show tracebacks of user errors too.")
+def main(debug: bool) -> None:
     """graphkit: dictionary features as a graph, ranked by TWERA."""
     from transformers.utils import logging as hf_logging
 
@@ -38,6 +75,20 @@ def zoo_path_cmd(name: str) -> None:
         click.echo(zoo_path(name))
     except (KeyError, FileNotFoundError) as e:
         raise click.ClickException(str(e.args[0])) from e
+
+
+@zoo.command("corpus")
+@click.option("--out", default="corpus", show_default=True, type=click.Path(file_okay=False))
+def zoo_corpus_cmd(out: str) -> None:
+    """Write the bundled model's corpora (no download): OUT/heldout.jsonl is the held-out analysis
+    corpus the demo collects over (~100k tokens), OUT/questions.jsonl the held-out questions."""
+    from pathlib import Path
+
+    from loaders.zoo.corpus import build_corpus
+
+    manifest = build_corpus(Path(out))
+    for name, n in manifest["records"].items():  # type: ignore[attr-defined]
+        click.echo(f"{Path(out) / name}: {n} records")
 
 
 @zoo.command("build")
@@ -103,26 +154,23 @@ def collect(
     def given(**kw):
         return {k: v for k, v in kw.items() if v is not None}
 
-    try:
-        base = CollectConfig()
-        cfg = dataclasses.replace(
-            base,
-            stats=dataclasses.replace(
-                base.stats, **given(max_tokens=max_tokens, context=context, batch_tokens=batch_tokens)
-            ),
-            device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
-            exact_pairs=exact_pairs,
-            **given(
-                top_k=top_k,
-                dtype=dtype,
-                memory_budget=None if memory_budget is None else parse_bytes(memory_budget),
-                ray=ray_address,
-                workers=workers,
-            ),
-        )
-        run = run_collect(model_name, dictionary, corpus, Path(out), cfg, overwrite=overwrite)
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as e:
-        raise click.ClickException(str(e)) from e
+    base = CollectConfig()
+    cfg = dataclasses.replace(
+        base,
+        stats=dataclasses.replace(
+            base.stats, **given(max_tokens=max_tokens, context=context, batch_tokens=batch_tokens)
+        ),
+        device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        exact_pairs=exact_pairs,
+        **given(
+            top_k=top_k,
+            dtype=dtype,
+            memory_budget=None if memory_budget is None else parse_bytes(memory_budget),
+            ray=ray_address,
+            workers=workers,
+        ),
+    )
+    run = run_collect(model_name, dictionary, corpus, Path(out), cfg, overwrite=overwrite)
     manifest = __import__("json").loads(run.manifest.read_text())
     click.echo(
         f"{run.root}: {manifest['tokens_seen']} tokens in {manifest['windows_seen']} windows "
@@ -141,15 +189,11 @@ STORE = click.option(
 DICTIONARY = click.option("--dictionary", default=None, help="Dictionary in the store (needed when it holds several).")
 
 
-def _graph(store: str, dictionary: str | None):
+def _graph(store: str, dictionary: str | None) -> FeatureGraph:
     from graphkit.graph import FeatureGraph
     from loaders.graph.store import open_store
 
     return FeatureGraph(open_store(store, read_only=True), dictionary)
-
-
-def _fail(e: Exception) -> click.ClickException:
-    return click.ClickException(str(e))
 
 
 @main.command()
@@ -167,7 +211,7 @@ def load(
     from pathlib import Path
 
     from loaders.graph.load import load_run
-    from loaders.graph.store import StoreError, open_store
+    from loaders.graph.store import open_store
 
     if bulk:
         from graphkit import neo4j_local
@@ -176,23 +220,33 @@ def load(
             raise click.UsageError(
                 "--bulk imports into the local Neo4j of --neo4j-dir; it takes no --store or --replace"
             )
-        try:
-            r = neo4j_local.bulk_load(Path(run), Path(neo4j_dir or neo4j_local.DEFAULT_DIR), name=name)
-        except (StoreError, ValueError, neo4j_local.Neo4jLocalError) as e:
-            raise _fail(e) from e
+        r = neo4j_local.bulk_load(Path(run), Path(neo4j_dir or neo4j_local.DEFAULT_DIR), name=name)
         rate = r.edges / max(r.import_seconds, 1e-9)
         click.echo(
             f"imported {r.dictionary}: {r.features} features, {r.edges} edges ({r.rows} rows) in "
             f"{r.import_seconds:.1f} s ({rate:,.0f} edges/s) → {r.uri}"
         )
         return
-    try:
-        target = open_store(store or Path(run) / "graph")
-        result = load_run(Path(run), target, name=name, replace=replace, batch_size=batch_size)
-    except (StoreError, ValueError) as e:
-        raise _fail(e) from e
+    target = open_store(store or Path(run) / "graph")
+    result = load_run(Path(run), target, name=name, replace=replace, batch_size=batch_size)
     verb = "already held" if result.skipped else "loaded"
     click.echo(f"{verb} {result.dictionary}: {result.features} features, {result.edges} edges → {target.spec}")
+
+
+@main.command()
+@click.argument("dictionary")
+@click.option("--store", envvar="GRAPHKIT_STORE", required=True, help="Embedded store directory or bolt:// URI.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def drop(dictionary: str, store: str, yes: bool) -> None:
+    """Remove DICTIONARY (its features, edges, activations and steering links) from a store."""
+    from loaders.graph.load import drop_dictionary
+    from loaders.graph.store import open_store
+
+    s = open_store(store, must_exist=True)
+    if not yes:
+        click.confirm(f"remove dictionary {dictionary!r} and everything attached to it from {s.spec}?", abort=True)
+    n = drop_dictionary(s, dictionary)
+    click.echo(f"dropped {dictionary}: {n} features")
 
 
 def _neighbours(
@@ -207,39 +261,25 @@ def _neighbours(
 ) -> None:
     import json
 
-    from graphkit.graph import parse_feature
-    from loaders.graph.store import StoreError
+    from graphkit.graph import neighbourhood_json
 
-    try:
-        layer, index = parse_feature(feature)
-        g = _graph(store, dictionary)
-        if hops == 1:
-            edges = (g.downstream if direction == "down" else g.upstream)(layer, index, k=k, sign=sign)  # type: ignore[arg-type]
-            if as_json:
-                click.echo(json.dumps([e.as_json() for e in edges], indent=2))
-                return
-            click.echo(f"{'downstream' if direction == 'down' else 'upstream'} of {g.id(layer, index)}:")
-            for e in edges:
-                motor = f"  [says {e.motor_word!r}]" if e.motor_word else ""
-                click.echo(
-                    f"  {e.layer}/{e.index:<6d} twera {e.twera:+.4g}  era {e.era:+.4g}  "
-                    f"V {e.virtual_weight:+.4g}  {' '.join(map(repr, e.top_tokens[:5]))}{motor}"
-                )
-            return
+    g = _graph(store, dictionary)
+    layer, index = g.resolve(feature)
+    if as_json:  # one shape for every --hops: {root, nodes, edges}, full ids
         nb = g.neighbourhood(layer, index, hops=hops, k=k, direction=direction, sign=sign)  # type: ignore[arg-type]
-    except (StoreError, ValueError) as e:
-        raise _fail(e) from e
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "nodes": [{"id": n, **a} for n, a in nb.nodes(data=True)],
-                    "edges": [{"source": u, "target": v, **a} for u, v, a in nb.edges(data=True)],
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps(neighbourhood_json(g.id(layer, index), nb), indent=2))
         return
+    if hops == 1:
+        edges = (g.downstream if direction == "down" else g.upstream)(layer, index, k=k, sign=sign)  # type: ignore[arg-type]
+        click.echo(f"{'downstream' if direction == 'down' else 'upstream'} of {g.id(layer, index)}:")
+        for e in edges:
+            motor = f"  [says {e.motor_word!r}]" if e.motor_word else ""
+            click.echo(
+                f"  {e.id:<20s} twera {e.twera:+.4g}  era {e.era:+.4g}  "
+                f"V {e.virtual_weight:+.4g}  {' '.join(map(repr, e.top_tokens[:5]))}{motor}"
+            )
+        return
+    nb = g.neighbourhood(layer, index, hops=hops, k=k, direction=direction, sign=sign)  # type: ignore[arg-type]
     for u, v, a in sorted(nb.edges(data=True), key=lambda t: (t[2]["hop"], -abs(t[2]["twera"]))):
         motor = nb.nodes[v].get("motor_word")
         click.echo(f"  hop {a['hop']}  {u} → {v}  twera {a['twera']:+.4g}" + (f"  [says {motor!r}]" if motor else ""))
@@ -271,21 +311,20 @@ main.command("upstream", help="Features that feed FEATURE (LAYER/INDEX), by |TWE
 @click.option("--k", default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def motor(feature: str | None, store: str, dictionary: str | None, word: str, k: int, as_json: bool) -> None:
-    """Motor ("say X") features; with FEATURE, the strongest paths from it to them."""
+    """Motor ("say X") features; with FEATURE, the strongest paths from it to them.
+
+    A motor feature's logit lens singles out one word: its top unembed's z-score over the
+    vocabulary is high and clearly above the next word's (`loaders.motor`); `score` is that
+    z-score, or for paths the product of normalized TWERA along the path.
+    """
     import dataclasses
     import json
 
-    from graphkit.graph import parse_feature
-    from loaders.graph.store import StoreError
-
-    try:
-        g = _graph(store, dictionary)
-        if feature is None:
-            rows = g.motor_features(word)[:k] if k else g.motor_features(word)
-        else:
-            rows = [dataclasses.asdict(p) for p in g.motor_paths(*parse_feature(feature), k=k)]
-    except (StoreError, ValueError) as e:
-        raise _fail(e) from e
+    g = _graph(store, dictionary)
+    if feature is None:
+        rows = g.motor_features(word)[:k] if k else g.motor_features(word)
+    else:
+        rows = [dataclasses.asdict(p) for p in g.motor_paths(*g.resolve(feature), k=k)]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=list))
         return
@@ -293,7 +332,7 @@ def motor(feature: str | None, store: str, dictionary: str | None, word: str, k:
         click.echo("no motor features" + (" reachable" if feature else ""))
     for r in rows:
         via = " → ".join(r["via"]) if "via" in r else ""
-        click.echo(f"  {r['layer']}/{r.get('index', r.get('idx'))}  says {r['word']!r}  score {r['score']:+.4g}  {via}")
+        click.echo(f"  {r['id']}  says {r['word']!r}  score {r['score']:+.4g}  {via}")
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -326,40 +365,41 @@ def _print_rows(rows: list[dict], as_json: bool) -> None:
     click.echo(f"({len(rows)} rows)")
 
 
-def _read_and_print(store: str, statement: str, params: tuple[str, ...], as_json: bool) -> None:
-    from loaders.graph.store import StoreError, open_store
+def _read_and_print(
+    store: str, statement: str, params: tuple[str, ...], as_json: bool, dictionary: str | None = None
+) -> None:
+    from graphkit.graph import FeatureGraph
+    from loaders.graph.store import open_store
 
-    try:
-        rows = open_store(store, read_only=True).read(statement, dict(_parse_param(p) for p in params))
-    except StoreError as e:
-        raise _fail(e) from e
-    _print_rows(rows, as_json)
+    s = open_store(store, read_only=True)
+    values = dict(_parse_param(p) for p in params)
+    if any(k in values for k in ("id", "ids")):  # 1/517 means the store's dictionary's feature
+        values = FeatureGraph(s, dictionary).full_ids(values)
+    _print_rows(s.read(statement, values), as_json)
 
 
 @main.command()
 @click.argument("name")
 @STORE
+@DICTIONARY
 @click.option("--param", "params", multiple=True, help="key=value (ints, floats, JSON lists, else strings).")
 @click.option("--json", "as_json", is_flag=True)
-def query(name: str, store: str, params: tuple[str, ...], as_json: bool) -> None:
-    """Run cypher/NAME.cypher with parameters."""
-    from loaders.graph.store import StoreError, cypher
+def query(name: str, store: str, dictionary: str | None, params: tuple[str, ...], as_json: bool) -> None:
+    """Run cypher/NAME.cypher with parameters (feature ids in id/ids may be LAYER/INDEX)."""
+    from loaders.graph.store import cypher
 
-    try:
-        text = cypher(name)
-    except StoreError as e:
-        raise _fail(e) from e
-    _read_and_print(store, text, params, as_json)
+    _read_and_print(store, cypher(name), params, as_json, dictionary)
 
 
 @main.command("cypher")
 @click.argument("statement")
 @STORE
+@DICTIONARY
 @click.option("--param", "params", multiple=True, help="key=value, bound as $key.")
 @click.option("--json", "as_json", is_flag=True)
-def cypher_cmd(statement: str, store: str, params: tuple[str, ...], as_json: bool) -> None:
+def cypher_cmd(statement: str, store: str, dictionary: str | None, params: tuple[str, ...], as_json: bool) -> None:
     """Run an ad-hoc read-only Cypher STATEMENT (writes are refused)."""
-    _read_and_print(store, statement, params, as_json)
+    _read_and_print(store, statement, params, as_json, dictionary)
 
 
 @main.group()
@@ -385,10 +425,7 @@ def neo4j_start(directory: str | None, port: int) -> None:
 
     from graphkit import neo4j_local
 
-    try:
-        info = neo4j_local.start(Path(directory) if directory else neo4j_local.DEFAULT_DIR, port=port)
-    except neo4j_local.Neo4jLocalError as e:
-        raise _fail(e) from e
+    info = neo4j_local.start(Path(directory) if directory else neo4j_local.DEFAULT_DIR, port=port)
     click.echo(info.uri)
 
 
@@ -420,31 +457,39 @@ def neo4j_status(directory: str | None) -> None:
 @click.argument("prompt")
 @STORE
 @DICTIONARY
-@click.option("--k", default=5, show_default=True, help="Features shown per token.")
+@click.option("--k", type=int, default=None, help="Features shown per token (default 8).")
+@click.option(
+    "--answer-context", is_flag=True, help="Analyze the prompt plus the model's own continuation up to its answer."
+)
 @click.option("--json", "as_json", is_flag=True)
-def analyze(prompt: str, store: str, dictionary: str | None, k: int, as_json: bool) -> None:
+def analyze(
+    prompt: str, store: str, dictionary: str | None, k: int | None, answer_context: bool, as_json: bool
+) -> None:
     """List the features active at each token of PROMPT and write them into the graph."""
     import dataclasses
     import json
 
-    from graphkit.checks import Workspace
-    from loaders.graph.store import StoreError
+    from graphkit.checks import ANALYZE_K, Workspace
 
-    try:
-        ws = Workspace.open(store, dictionary)
-        result = ws.analyze(prompt, k=k)
-    except (StoreError, ValueError) as e:
-        raise _fail(e) from e
+    ws = Workspace.open(store, dictionary)
+    result = ws.analyze(prompt, k=ANALYZE_K if k is None else k, answer_context=answer_context)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        rows = dataclasses.asdict(result)
+        for t, pos in zip(result.positions, rows["positions"], strict=True):
+            for f, row in zip(t.features, pos["features"], strict=True):
+                row["id"] = ws.id(f.layer, f.index)
+        click.echo(json.dumps(rows, indent=2))
         return
     ids = [ws.id(f.layer, f.index) for t in result.positions for f in t.features]
     unembeds = ws.top_tokens(ids)
+    if answer_context:
+        click.echo(f"answer context: {result.prompt!r}")
     for t in result.positions:
         click.echo(f"{t.position:3d} {t.token!r}")
         for f in t.features:
-            top = " ".join(repr(x) for x in unembeds.get(ws.id(f.layer, f.index), [])[:5])
-            click.echo(f"      {f.layer}/{f.index:<6d} {f.activation:7.3f}  {top}")
+            fid = ws.id(f.layer, f.index)
+            top = " ".join(repr(x) for x in unembeds.get(fid, [])[:5])
+            click.echo(f"      {fid:<20s} {f.activation:7.3f}  {top}")
     click.echo(f"wrote prompt {result.prompt_id} with {result.n_active} active (feature, position) pairs")
 
 
@@ -459,7 +504,12 @@ def analyze(prompt: str, store: str, dictionary: str | None, k: int, as_json: bo
 @click.option("--value", type=float, default=-1.0, show_default=True, help="c (mul), α (add) or v (clamp).")
 @click.option("--positions", default="all", show_default=True, help="all | last | match:WORD | 3,5")
 @click.option("--together", is_flag=True, help="One check steering all features at once.")
-@click.option("--on-generated", is_flag=True, help="Also steer generated tokens.")
+@click.option(
+    "--on-generated/--prompt-only",
+    default=True,
+    show_default=True,
+    help="Steer the generated tokens too (as the research note and the benchmark do), or only the prompt's.",
+)
 @click.option("--max-new-tokens", default=12, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def steer(
@@ -483,40 +533,44 @@ def steer(
     from typing import cast
 
     from graphkit.checks import Workspace
-    from graphkit.graph import parse_feature
     from graphkit.steering import Mode, Positions
-    from loaders.graph.store import StoreError
 
     if bool(features) == bool(select):
         raise click.UsageError("give FEATURES or --select QUERY (one of them)")
-    try:
-        ws = Workspace.open(store, dictionary)
-        steer_mode = cast(Mode, mode)
-        where = Positions.parse(positions)
-        chosen = (
-            ws.select(select, dict(_parse_param(p) for p in params)) if select else [parse_feature(f) for f in features]
-        )
-        results = ws.steer_features(
-            chosen,
-            prompt,
-            steer_mode,
-            value,
-            positions=where,
-            together=together,
-            on_generated=on_generated,
-            max_new_tokens=max_new_tokens,
-        )
-    except (StoreError, ValueError) as e:
-        raise _fail(e) from e
+    ws = Workspace.open(store, dictionary)
+    steer_mode = cast(Mode, mode)
+    where = Positions.parse(positions)
+    chosen = (
+        ws.select(select, dict(_parse_param(p) for p in params)) if select else [ws.graph.resolve(f) for f in features]
+    )
+    results = ws.steer_features(
+        chosen,
+        prompt,
+        steer_mode,
+        value,
+        positions=where,
+        together=together,
+        on_generated=on_generated,
+        max_new_tokens=max_new_tokens,
+    )
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(r) | {"changed": r.changed} for r in results], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    dataclasses.asdict(r)
+                    | {"changed": r.changed, "ids": [ws.id(i.layer, i.index) for i in r.interventions]}
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
         return
     click.echo(f"prompt: {prompt}\nbaseline: {results[0].baseline!r} → answer {results[0].baseline_answer!r}")
     for r in results:
-        names = "+".join(f"{i.layer}/{i.index}" for i in r.interventions)
+        names = "+".join(ws.id(i.layer, i.index) for i in r.interventions)
         flag = "CHANGED" if r.changed else "same"
         click.echo(
-            f"  {names:14s} {mode} {value:+g}: {flag:7s} answer {r.steered_answer!r:14s} "
+            f"  {names:20s} {mode} {value:+g}: {flag:7s} answer {r.steered_answer!r:14s} "
             f"p({r.answer_token!r}) {r.prob_before:.3f} → {r.prob_after:.3f}"
         )
     click.echo(f"recorded {len(results)} steering result(s) in {ws.store.spec}")
@@ -533,14 +587,10 @@ def view(feature: str, store: str, dictionary: str | None, out: str, hops: int, 
     """Write FEATURE's neighbourhood and feature card as a standalone HTML page."""
     from pathlib import Path
 
-    from graphkit.graph import parse_feature
     from graphkit.report import view_feature
-    from loaders.graph.store import StoreError
 
-    try:
-        path = view_feature(_graph(store, dictionary), *parse_feature(feature), Path(out), hops=hops, k=k)
-    except (StoreError, ValueError) as e:
-        raise _fail(e) from e
+    g = _graph(store, dictionary)
+    path = view_feature(g, *g.resolve(feature), Path(out), hops=hops, k=k)
     click.echo(path)
 
 
@@ -616,18 +666,15 @@ def bench_run(
     from graphkit.bench.predictors import offline_ranker, run_predictor
 
     data = read_groups(Path(groups))
-    try:
-        if predictor == "judge":
-            if condition not in CONDITIONS:
-                raise click.BadParameter(f"--condition must be one of {', '.join(CONDITIONS)}")
-            judge = Judge(JudgeConfig(provider=cast(Provider, provider), model=judge_model, base_url=base_url))
-            score = run_predictor(data, lambda g, order: judge.rank(data[g], order, condition), seed=seed)
-            name = f"judge:{judge_model}"
-        else:
-            score = run_predictor(data, offline_ranker(predictor, data, seed), seed=seed)
-            name = predictor
-    except ValueError as e:
-        raise _fail(e) from e
+    if predictor == "judge":
+        if condition not in CONDITIONS:
+            raise click.BadParameter(f"--condition must be one of {', '.join(CONDITIONS)}")
+        judge = Judge(JudgeConfig(provider=cast(Provider, provider), model=judge_model, base_url=base_url))
+        score = run_predictor(data, lambda g, order: judge.rank(data[g], order, condition), seed=seed)
+        name = f"judge:{judge_model}"
+    else:
+        score = run_predictor(data, offline_ranker(predictor, data, seed), seed=seed)
+        name = predictor
     path = report.save(Path(groups), name, condition, score)
     click.echo(
         f"{name} {condition}: {score.mean:.3f} [{score.low:.3f}, {score.high:.3f}] over {score.groups} groups "
@@ -644,10 +691,7 @@ def bench_report(groups: str) -> None:
 
     from graphkit.bench import report
 
-    try:
-        md, rows = report.table(Path(groups))
-    except ValueError as e:
-        raise _fail(e) from e
+    md, rows = report.table(Path(groups))
     out = report.results_dir(Path(groups))
     (out / "report.md").write_text(md)
     (out / "report.json").write_text(json.dumps(rows, indent=2) + "\n")

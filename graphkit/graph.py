@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import networkx as nx
 
+from loaders.errors import GraphkitError
 from loaders.graph.schema import feature_id, normalize_token
 from loaders.graph.store import EmbeddedStore, Neo4jStore, StoreError, cypher
 
@@ -43,6 +44,7 @@ class Edge:
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "layer": self.layer,
             "index": self.index,
             "twera": self.twera,
@@ -68,13 +70,44 @@ class MotorPath:
     """Feature ids along the path, source first."""
 
 
-def parse_feature(text: str) -> tuple[int, int]:
-    """``"3/1021"`` → (3, 1021), with a clear error otherwise."""
+class FeatureIdError(GraphkitError, ValueError):
+    """Text that is not a feature id of the dictionary at hand."""
+
+
+def parse_feature(text: str) -> tuple[str | None, int, int]:
+    """A feature id → (dictionary or None, layer, index).
+
+    The one grammar every command accepts: ``DICTIONARY/LAYER/INDEX`` (what graphkit prints,
+    e.g. ``tiny-clt/1/517``; the dictionary may itself hold slashes) or ``LAYER/INDEX`` for the
+    store's dictionary (``1/517``).
+    """
+    parts = str(text).rsplit("/", 2)
     try:
-        layer, index = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"feature {text!r} is not LAYER/INDEX (e.g. 2/517)") from None
-    return layer, index
+        layer, index = int(parts[-2]), int(parts[-1])
+    except (ValueError, IndexError):
+        raise FeatureIdError(
+            f"{text!r} is not a feature id: DICTIONARY/LAYER/INDEX (e.g. tiny-clt/1/517) or LAYER/INDEX (1/517)"
+        ) from None
+    if layer < 0 or index < 0:
+        raise FeatureIdError(f"{text!r}: layer and index are ≥ 0")
+    return (parts[0] if len(parts) == 3 else None), layer, index
+
+
+def neighbourhood_json(root: str, g: nx.DiGraph) -> dict[str, Any]:
+    """A neighbourhood as JSON: {root, nodes: [{id, …}], edges: [{source, target, …}]}."""
+    return {
+        "root": root,
+        "nodes": [{"id": n, **a} for n, a in g.nodes(data=True)],
+        "edges": [{"source": u, "target": v, **a} for u, v, a in g.edges(data=True)],
+    }
+
+
+def _looks_like_feature(value: object) -> bool:
+    try:
+        parse_feature(str(value))
+    except FeatureIdError:
+        return False
+    return True
 
 
 class FeatureGraph:
@@ -100,7 +133,26 @@ class FeatureGraph:
         self.info = loaded[dictionary]
 
     def id(self, layer: int, index: int) -> str:
+        """The feature's id as graphkit prints it: DICTIONARY/LAYER/INDEX."""
         return feature_id(self.dictionary, layer, index)
+
+    def resolve(self, text: str) -> tuple[int, int]:
+        """(layer, index) of a feature id in either form of `parse_feature`, of this dictionary."""
+        dictionary, layer, index = parse_feature(text)
+        if dictionary is not None and dictionary != self.dictionary:
+            raise FeatureIdError(f"{text!r} is a feature of {dictionary!r}, not of {self.dictionary!r} (--dictionary)")
+        return layer, index
+
+    def full_ids(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Query parameters with short feature ids (``1/517``) in ``id`` / ``ids`` made full."""
+        out = dict(params)
+        for key in ("id", "ids"):
+            value = out.get(key)
+            if isinstance(value, str):
+                out[key] = self.id(*self.resolve(value)) if _looks_like_feature(value) else value
+            elif isinstance(value, list):
+                out[key] = [self.id(*self.resolve(v)) if _looks_like_feature(v) else v for v in value]
+        return out
 
     def feature(self, layer: int, index: int) -> dict[str, Any]:
         rows = self.store.read(cypher("feature"), {"id": self.id(layer, index)})

@@ -16,12 +16,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1] / "docker" / "neo4j-local"
+from loaders.errors import GraphkitError
+
+
+def _project() -> Path:
+    """docker/neo4j-local of the source tree, or its copy inside an installed wheel."""
+    packaged = Path(__file__).resolve().parent / "neo4j_project"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "docker" / "neo4j-local"
+
+
+PROJECT = _project()
+BUILD_CACHE = Path(os.environ.get("GRAPHKIT_CACHE", Path.home() / ".cache" / "graphkit")) / "neo4j-local"
 DEFAULT_DIR = Path(os.environ.get("GRAPHKIT_NEO4J_DIR", Path.home() / ".graphkit" / "neo4j"))
 DEFAULT_PASSWORD = "graphkit-local"
 
 
-class Neo4jLocalError(RuntimeError):
+class Neo4jLocalError(GraphkitError, RuntimeError):
     """The local server could not be built, started or reached."""
 
 
@@ -34,19 +44,37 @@ class ServerInfo:
     directory: Path
 
 
+def _build_dir() -> Path:
+    """Where the launcher is built: in place in a source tree, else (an installed wheel, maybe
+    read-only) a copy of its sources under the user's cache."""
+    if os.access(PROJECT, os.W_OK) and PROJECT.name != "neo4j_project":
+        return PROJECT
+    BUILD_CACHE.mkdir(parents=True, exist_ok=True)
+    for rel in ("pom.xml", "src/main/java/graphkit/LocalNeo4j.java"):
+        src, dst = PROJECT / rel, BUILD_CACHE / rel
+        if not dst.exists() or dst.read_bytes() != src.read_bytes():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    return BUILD_CACHE
+
+
 def build() -> Path:
     """Compile the launcher and fetch its jars (once); return the classpath root."""
-    classes, lib = PROJECT / "target" / "classes", PROJECT / "target" / "lib"
+    project = _build_dir()
+    classes, lib = project / "target" / "classes", project / "target" / "lib"
     built = classes / "graphkit" / "LocalNeo4j.class"
-    source = PROJECT / "src" / "main" / "java" / "graphkit" / "LocalNeo4j.java"
+    source = project / "src" / "main" / "java" / "graphkit" / "LocalNeo4j.java"
     if built.exists() and lib.is_dir() and built.stat().st_mtime >= source.stat().st_mtime:
-        return PROJECT / "target"
+        return project / "target"
     if shutil.which("mvn") is None or shutil.which("java") is None:
-        raise Neo4jLocalError("the local Neo4j needs Java 17 and Maven (mvn) on PATH")
-    proc = subprocess.run(["mvn", "-q", "-B", "-DskipTests", "package"], cwd=PROJECT, capture_output=True, text=True)
+        raise Neo4jLocalError(
+            "the local Neo4j needs Java 17 and Maven (mvn) on PATH: install them "
+            "(Debian: apt-get install openjdk-17-jdk-headless maven) or point --store at a running Neo4j"
+        )
+    proc = subprocess.run(["mvn", "-q", "-B", "-DskipTests", "package"], cwd=project, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise Neo4jLocalError(f"building {PROJECT} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return PROJECT / "target"
+        raise Neo4jLocalError(f"building {project} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return project / "target"
 
 
 def status(directory: Path = DEFAULT_DIR) -> ServerInfo | None:

@@ -10,7 +10,9 @@ For a steered feature s at layer l_s, during every forward pass:
    feature writes to, at the chosen positions, and the forward pass continues.
 
 Generation is greedy and recomputes the whole sequence each step (no KV cache), so positions
-are absolute: prompt positions by `Positions`, generated positions when ``on_generated``.
+are absolute: prompt positions by `Positions`, and generated positions too unless
+``on_generated=False`` (the research note and the benchmark steer every position, generated
+tokens included).
 A `SteeringResult` holds both continuations, the extracted answers, and the logit and
 probability of the baseline answer's first token with and without steering.
 """
@@ -27,7 +29,7 @@ import torch
 from torch import Tensor
 
 from loaders.dictionary import Dictionary
-from loaders.model import HookedModel, Site, decode
+from loaders.model import HookedModel, Site, decode, tokenize_prompt
 from loaders.zoo.evaluate import extract_answer
 
 Mode = Literal["mul", "add", "clamp"]
@@ -120,6 +122,9 @@ class SteeringResult:
     logit_after: float
     prob_before: float
     prob_after: float
+    on_generated: bool = True
+    """Whether generated tokens were steered too."""
+    max_new_tokens: int = 12
 
     @property
     def changed(self) -> bool:
@@ -212,7 +217,7 @@ def answer_context(model: HookedModel, prompt: str, max_new_tokens: int = 12) ->
     "… <answer></answer>" that is the generated "<answer>" before the word, not the prompt.
     """
     tok = model.tokenizer
-    ids = tok(prompt, return_tensors="pt").input_ids.to(model.device)
+    ids = tokenize_prompt(tok, prompt).to(model.device)
     generated = _generate(model, ids, max_new_tokens)
     k = _answer_start(tok, ids.shape[1], generated) if generated else 0
     return prompt + decode(tok, generated[:k]), extract_answer(decode(tok, generated))
@@ -225,13 +230,11 @@ def steer(
     interventions: Sequence[Intervention],
     positions: Positions = Positions(),
     max_new_tokens: int = 12,
-    on_generated: bool = False,
+    on_generated: bool = True,
 ) -> SteeringResult:
     """Run one steering check (module docstring)."""
     tok = model.tokenizer
-    ids = tok(prompt, return_tensors="pt").input_ids.to(model.device)
-    if tok.bos_token_id is not None and ids[0, 0] != tok.bos_token_id:
-        ids = torch.cat([torch.tensor([[tok.bos_token_id]], device=ids.device), ids], dim=1)
+    ids = tokenize_prompt(tok, prompt).to(model.device)
     n = ids.shape[1]
     prompt_mask = positions.mask([decode(tok, [t]) for t in ids[0].tolist()])
 
@@ -267,4 +270,6 @@ def steer(
         logit_after=float(after[answer_tok]),
         prob_before=float(before.softmax(-1)[answer_tok]),
         prob_after=float(after.softmax(-1)[answer_tok]),
+        on_generated=on_generated,
+        max_new_tokens=max_new_tokens,
     )

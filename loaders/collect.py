@@ -1,7 +1,11 @@
 """``graphkit collect``: model + dictionary + corpus → a run directory.
 
-Stages meet at files (STYLE.md item 9); a stage whose output exists is skipped when the run's
-inputs are the same, and a pass resumes from its checkpoint:
+Stages meet at files (STYLE.md item 9). Each stage is keyed by its own inputs (`_stage_keys`);
+a stage whose output exists under the same key is skipped, so changing an option reruns only
+the stages it reaches (``top_k`` re-prunes the kept candidates when it shrinks and reruns the
+pair passes, not the statistics, when it grows; ``n_unembeds`` rewrites features.parquet). A
+directory holding a run of another model, dictionary or corpus is refused without
+``overwrite``. A pass resumes from its checkpoint:
 
 1. passes over the corpus (`loaders.stats`). The first computes the per-feature statistics
    (``stats/``) and the first group of pair blocks; each further pass accumulates the next
@@ -39,6 +43,7 @@ from tqdm import tqdm
 from loaders.connections import Candidates, candidates, edge_table, residual_writes, top_unembeds
 from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary
+from loaders.errors import GraphkitError
 from loaders.model import HookedModel
 from loaders.pairs import BlockPlan, default_budget
 from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, StatsConfig, stream_pass
@@ -156,26 +161,24 @@ def collect(
     source = Corpus(corpus)
     if next(source.records(), None) is None:
         raise CorpusError(f"{corpus}: the corpus holds no documents (empty files or only blank lines)")
-    inputs = {
-        "model": model_name,
-        "dictionary": dictionary_name,
-        "corpus": source.fingerprint(),
-        "options": asdict(cfg) | {"device": None, "ray": None, "workers": None},
-    }
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    identity = {"model": model_name, "dictionary": dictionary_name, "corpus": source.fingerprint()}
+    inputs = identity | {"options": asdict(cfg) | {"device": None, "ray": None, "workers": None}}
     manifest = json.loads(run.manifest.read_text()) if run.manifest.exists() else None
-    if manifest is not None and manifest.get("inputs_key") != key:
+    if manifest is not None and "identity_key" not in manifest:  # written before stage keys
+        manifest["identity_key"] = _hash({k: manifest.get(k) for k in identity})
+    if manifest is not None and manifest.get("identity_key") != _hash(identity):
         if not overwrite:
-            raise FileExistsError(
-                f"{run.root} holds a run of other inputs (model, dictionary, corpus or options differ); "
+            raise RunExistsError(
+                f"{run.root} holds a run of another model, dictionary or corpus; "
                 "pass --overwrite to replace it, or choose another --out"
             )
         shutil.rmtree(run.root)
         manifest = None
     run.root.mkdir(parents=True, exist_ok=True)
     if manifest is None:
-        manifest = {"inputs_key": key, **inputs, "stages": {}}
-        _write_json(manifest, run.manifest)
+        manifest = {"identity_key": _hash(identity), "stages": {}}
+    manifest |= {"inputs_key": _hash(inputs), **inputs}
+    _write_json(manifest, run.manifest)
 
     model = HookedModel.load(model_name, device=cfg.device, dtype=DTYPES[cfg.dtype])
     d = load_dictionary(dictionary_name).encoders_to(model.device)
@@ -186,19 +189,37 @@ def collect(
     passes = 1 if plan is None else max(plan.passes, 1)
     manifest["pairs"] = {"exact": True} if plan is None else plan.describe() | {"budget": budget}
 
+    keys = _stage_keys(identity, cfg, manifest["pairs"], passes, manifest.get("candidates_top_k"))
+
     def done(stage: str, path: Path) -> bool:
-        return bool(manifest["stages"].get(stage)) and path.exists()
+        return manifest["stages"].get(stage) == keys[stage.split("-")[0]] and path.exists()
 
     def mark(stage: str) -> None:
-        manifest["stages"][stage] = True
+        manifest["stages"][stage] = keys[stage.split("-")[0]]
         _write_json(manifest, run.manifest)
+
+    stats_done = done("stats", run.stats)
+    if not stats_done:  # statistics to redo: nothing downstream of them stands
+        manifest["stages"] = {}
+
+    def begin(stage: str, checkpoint: Path) -> None:
+        """Resume `stage` from its checkpoint only if the checkpoint was made with its key."""
+        started = manifest.setdefault("started", {})
+        if started.get(stage) != keys[stage.split("-")[0]]:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+            started[stage] = keys[stage.split("-")[0]]
+            _write_json(manifest, run.manifest)
 
     bar = Progress(passes, progress)
     (run.root / "pairs").mkdir(exist_ok=True)
     for p in range(passes):
         if not done(f"pairs-{p}", run.candidates(p)):
             t0 = time.perf_counter()
-            stats, state = _pass(p, run, model, d, source, cfg, plan, manifest, bar, (model_name, dictionary_name))
+            with_stats = p == 0 and not stats_done
+            begin("stats" if with_stats else f"pairs-{p}", run.stats if with_stats else run.pass_state(p))
+            stats, state = _pass(
+                p, run, model, d, source, cfg, plan, manifest, bar, (model_name, dictionary_name), with_stats
+            )
             t1 = time.perf_counter()
             cands = Candidates.empty() if state.pairs is None else candidates(model, d, stats, state.pairs, cfg.top_k)
             cands.save(run.candidates(p))
@@ -208,17 +229,17 @@ def collect(
                 f"checkpoints-{p}": round(state.save_seconds, 3),
                 f"edges-{p}": round(time.perf_counter() - t1, 3),
             }
+            manifest["candidates_top_k"] = cfg.top_k
             mark(f"pairs-{p}")
-            if p == 0:  # keep the statistics, drop the pass's pair sums
+            if with_stats:  # keep the statistics, drop the pass's pair sums
                 PassState(stats, None, state.cursor, done=True).save(run.stats)
+                mark("stats")
             else:
                 shutil.rmtree(run.pass_state(p), ignore_errors=True)
             del state, cands  # free this group's blocks before the next pass allocates its own
         bar.next_pass()
     bar.bar.close()
     stats = FeatureStats.load(run.stats)
-    if not manifest["stages"].get("stats"):
-        mark("stats")
 
     vocab = _token_strings(model)
     if not done("features", run.features):
@@ -236,6 +257,34 @@ def collect(
     return run
 
 
+class RunExistsError(GraphkitError, FileExistsError):
+    """The output directory holds a run of other inputs."""
+
+
+def _hash(data: object) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _stage_keys(
+    identity: dict, cfg: CollectConfig, plan: dict, passes: int, candidates_top_k: int | None
+) -> dict[str, str]:
+    """Each stage's key: a hash of exactly the inputs that change its output.
+
+    The pair passes keep top-k candidates; any smaller top_k is re-pruned from them exactly
+    (`Candidates.prune` under one total order), so they rerun only when top_k grows.
+    """
+    stats = _hash([identity, asdict(cfg.stats), cfg.dtype])
+    k = cfg.top_k if candidates_top_k is None or candidates_top_k < cfg.top_k else candidates_top_k
+    pairs = _hash([stats, cfg.exact_pairs, plan, passes, k])
+    return {
+        "stats": stats,
+        "pairs": pairs,
+        "features": _hash([stats, cfg.n_unembeds]),
+        "examples": stats,
+        "connections": _hash([pairs, cfg.top_k]),
+    }
+
+
 def _pass(
     p: int,
     run: RunFiles,
@@ -247,20 +296,24 @@ def _pass(
     manifest: dict,
     bar: Progress,
     names: tuple[str, str],
+    with_stats: bool,
 ) -> tuple[FeatureStats, PassState]:
-    """Pass `p` over the corpus (resumed from its checkpoint): the statistics and its pair state."""
+    """Pass `p` over the corpus (resumed from its checkpoint): the statistics and its pair state.
+
+    The pass `with_stats` (the first, unless the statistics are kept from before) computes the
+    statistics too and checkpoints in ``stats/``; the others stop where it stopped."""
     L, F, dev = len(d.layers), d.n_features, str(model.device)
     spec = PassSpec(
         L,
         F,
         cfg.stats.top_k,
         cfg.stats.window,
-        stats=p == 0,
+        stats=with_stats,
         exact=plan is None,
         blocks=() if plan is None or not plan.groups else plan.groups[p],
     )
-    path = run.stats if p == 0 else run.pass_state(p)
-    stop_at = None if p == 0 else Cursor(*manifest["end_cursor"])
+    path = run.stats if with_stats else run.pass_state(p)
+    stop_at = None if with_stats else Cursor(*manifest["end_cursor"])
     if cfg.ray is not None:
         from loaders import distributed
 
@@ -282,7 +335,7 @@ def _pass(
             bar(n, source.fraction(cursor))
 
         state = stream_pass(model, d, source, cfg.stats, state, path, stop_at=stop_at, progress=report)
-    if p > 0:
+    if not with_stats:
         return FeatureStats.load(run.stats), state
     stats = state.stats
     assert stats is not None
@@ -309,7 +362,8 @@ def _token_strings(model: HookedModel) -> list[str]:
 def _features_table(model: HookedModel, d, stats: FeatureStats, vocab: list[str], n: int) -> pa.Table:
     F = d.n_features
     writes = residual_writes(model, d, stats.sigma_post_mean)
-    u = top_unembeds(model, d, stats.sigma_final_mean, k=n, token_strings=vocab, writes=writes)
+    special = frozenset(model.tokenizer.all_special_ids)
+    u = top_unembeds(model, d, stats.sigma_final_mean, k=n, token_strings=vocab, writes=writes, special=special)
     layers = np.repeat(np.asarray(d.layers, np.int64), F)
     names = np.asarray(vocab, dtype=object)
     return pa.table(

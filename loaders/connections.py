@@ -315,11 +315,13 @@ def top_unembeds(
     chunk: int = 2048,
     token_strings: list[str] | None = None,
     writes: Writes | None = None,
+    special: frozenset[int] = frozenset(),
 ) -> dict[str, np.ndarray]:
     """Logit-lens top and bottom `k` token ids and values of every feature (global order).
 
     With `token_strings` (the decoded vocabulary) it also returns, per feature, the word
-    scores of `loaders.motor`: ``top_word`` (index into ``words``), ``top_word_z``, ``word_gap``.
+    scores of `loaders.motor`: ``top_word`` (index into ``words``), ``top_word_z``, ``word_gap``;
+    `special` token ids (BOS, EOS, padding) are no word.
     """
     from loaders.motor import word_groups, word_scores
 
@@ -336,7 +338,7 @@ def top_unembeds(
             "word_gap",
         )
     }
-    groups, words = word_groups(token_strings) if token_strings is not None else (np.zeros(0), [])
+    groups, words = word_groups(token_strings, special) if token_strings is not None else (np.zeros(0), [])
     group_t = torch.from_numpy(groups)
     for dirs in unembed_directions(model, d, sigma_final, writes).values():
         for start in range(0, d.n_features, chunk):

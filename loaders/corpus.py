@@ -35,6 +35,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
+from loaders.errors import GraphkitError
+
 SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 SHARD_BITS, RECORD_BITS, WINDOW_BITS = 15, 32, 16
 """Bits of a window key: shard (high), record, window (low); the sign bit stays 0."""
@@ -42,7 +44,7 @@ NO_KEY = np.iinfo(np.int64).max
 """Key of an empty top-example slot (sorts after every real window)."""
 
 
-class CorpusError(ValueError):
+class CorpusError(GraphkitError, ValueError):
     """A corpus that cannot be read, naming the file, the line and what to do."""
 
 

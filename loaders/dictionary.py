@@ -47,6 +47,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from loaders.errors import GraphkitError
 from loaders.model import OUTPUT_SITES, Site, site_from_hook
 
 Kind = Literal["clt", "plt", "sae"]
@@ -63,7 +64,7 @@ def _normalize_in(norm: InputNorm, x: Tensor) -> Tensor:
     return x
 
 
-class DictionaryError(ValueError):
+class DictionaryError(GraphkitError, ValueError):
     """A dictionary file that cannot be used, with the file and what to do."""
 
 
@@ -660,6 +661,12 @@ def _hooks(d: Dictionary) -> dict[str, str]:
     return {"feature_input_hook": SITE_HOOKS[d.read_site], "feature_output_hook": SITE_HOOKS[d.write_site]}
 
 
+def _activation_config(d: Dictionary) -> dict[str, object]:
+    """config.yaml's activation fields: the kind, and k for TopK (which has no tensor)."""
+    a = d.activation[d.layers[0]]
+    return {"activation": a.kind, **({"k": a.k} if a.kind == "topk" else {})}
+
+
 def save_clt(d: Dictionary, path: Path) -> None:
     """Write `d` in circuit-tracer's CLT layout."""
     path.mkdir(parents=True, exist_ok=True)
@@ -673,7 +680,7 @@ def save_clt(d: Dictionary, path: Path) -> None:
         "model_kind": "cross_layer_transcoder",
         "model_name": d.model_name,
         **_hooks(d),
-        "activation": d.activation[d.layers[0]].kind,
+        **_activation_config(d),
     }
     (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
@@ -692,6 +699,6 @@ def save_plt(d: Dictionary, path: Path) -> None:
         "model_kind": "transcoder_set",
         "model_name": d.model_name,
         **_hooks(d),
-        "activation": d.activation[d.layers[0]].kind,
+        **_activation_config(d),
     }
     (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -34,6 +34,8 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from loaders.errors import GraphkitError
+
 Site = Literal[
     "resid_pre", "ln1_normalized", "resid_mid", "ln2_normalized", "mlp_in", "mlp_module_out", "mlp_out", "resid_post"
 ]
@@ -171,7 +173,7 @@ class NormMap:
 Transform = Callable[[Tensor], Tensor]
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(GraphkitError, RuntimeError):
     """A model that cannot be loaded, naming the directory or file and what to check."""
 
 
@@ -338,6 +340,21 @@ class HookedModel:
         with torch.no_grad(), self.hooks(capture=store):
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         return logits, {k: v[0] for k, v in store.items()}
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """The token ids of a prompt as every statistic sees text: BOS (when the tokenizer has one),
+    then the text's tokens with no other special token (the corpus windows' convention,
+    `loaders.corpus.windows`). Analysis, answer contexts, prompt records and steering all
+    tokenize through here, so their positions agree whether or not the tokenizer adds BOS."""
+    ids = list(tokenizer(text, add_special_tokens=False).input_ids)
+    bos = tokenizer.bos_token_id
+    return ids if bos is None else [bos, *ids]
+
+
+def tokenize_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> Tensor:
+    """`prompt_ids` as a (1, pos) tensor."""
+    return torch.tensor([prompt_ids(tokenizer, text)], dtype=torch.long)
 
 
 def decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:

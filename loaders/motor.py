@@ -36,13 +36,14 @@ class MotorRule:
         return bool(top_z >= self.min_z and gap >= self.min_gap)
 
 
-def word_groups(token_strings: list[str]) -> tuple[np.ndarray, list[str]]:
-    """(group of each token id, the words); tokens that normalize to nothing get group −1."""
+def word_groups(token_strings: list[str], special: frozenset[int] = frozenset()) -> tuple[np.ndarray, list[str]]:
+    """(group of each token id, the words); tokens that normalize to nothing, and the
+    tokenizer's `special` token ids (BOS, EOS, padding: no model "says" them), get group −1."""
     words: dict[str, int] = {}
     groups = np.full(len(token_strings), -1, np.int64)
     for i, text in enumerate(token_strings):
         w = normalize_token(text)
-        if w:
+        if w and i not in special:
             groups[i] = words.setdefault(w, len(words))
     return groups, list(words)
 

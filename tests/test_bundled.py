@@ -62,7 +62,10 @@ def test_downstream_json_is_the_same_from_both_stores_and_parquet(bundled: Path,
                 env={"NEO4J_PASSWORD": NEO4J_PASSWORD},
             )
             assert res.exit_code == 0, res.output
-            outputs.append([{k: r[k] for k in expected[0]} for r in json.loads(res.stdout)])
+            edges = json.loads(res.stdout)["edges"]  # source → target, with the target's node row
+            nodes = {n["id"]: n for n in json.loads(res.stdout)["nodes"]}
+            rows = [{"layer": nodes[e["target"]]["layer"], "index": nodes[e["target"]]["index"], **e} for e in edges]
+            outputs.append([{k: r[k] for k in expected[0]} for r in rows])
         assert outputs[0] == outputs[1] == expected
 
 
@@ -112,3 +115,36 @@ def test_dense_blocks_keep_the_exact_edges_on_the_bundled_model(bundled: Path, t
     assert [a[k] for k in keys] == [b[k] for k in keys]
     for col in ("virtual_weight", "era", "twera"):
         np.testing.assert_allclose(b[col], a[col], rtol=1e-5)
+
+
+def test_the_readme_recipe_reproduces_the_demo(bundled: Path) -> None:
+    """README step 4: analyze the answer context, steer the look-alikes of "green" selected
+    from it; exactly the demo's feature changes the answer."""
+    store = str(bundled / "run" / "graph")
+    prompt = "What is the color of grass? Answer in one word within <answer></answer>"
+    runner = CliRunner()
+    res = runner.invoke(main, ["analyze", prompt, "--answer-context", "--json", "--store", store])
+    assert res.exit_code == 0, res.output
+    analysis = json.loads(res.stdout)
+    assert analysis["prompt"].startswith(prompt) and len(analysis["prompt"]) > len(prompt)
+    args = ["steer", "--select", "prompt_features", "--param", f"prompt={analysis['prompt_id']}"]
+    args += ["--param", "word=green", "--param", "k=6", "--prompt", prompt, "--mode", "mul", "--value", "-1"]
+    res = runner.invoke(main, [*args, "--json", "--store", store])
+    assert res.exit_code == 0, res.output
+    results = json.loads(res.stdout)
+    assert len(results) == 6
+    assert [r["ids"] for r in results if r["changed"]] == [["tiny-clt/0/166"]]
+    res = runner.invoke(main, [*args, "--prompt-only", "--json", "--store", store])
+    assert not any(r["changed"] for r in json.loads(res.stdout)), "the prompt alone is not enough (the old default)"
+
+
+def test_motor_features_say_words_not_special_tokens(bundled: Path) -> None:
+    from loaders.graph.schema import normalize_token
+    from loaders.model import HookedModel
+
+    res = CliRunner().invoke(main, ["motor", "--k", "0", "--json", "--store", str(bundled / "run" / "graph")])
+    assert res.exit_code == 0, res.output
+    words = {r["word"] for r in json.loads(res.stdout)}
+    tok = HookedModel.load("tiny").tokenizer
+    special = {normalize_token(t) for t in tok.all_special_tokens}
+    assert words and not words & special, words & special

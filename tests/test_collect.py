@@ -243,3 +243,33 @@ def test_dense_passes_equal_exact_pairs(setup: dict[str, Path], tmp_path: Path) 
         assert [got[k] for k in keys] == [exact[k] for k in keys]
         for col in ("virtual_weight", "era", "twera"):
             np.testing.assert_allclose(got[col], exact[col], rtol=1e-5)
+
+
+def test_changing_an_option_reruns_only_the_stages_it_reaches(setup: dict[str, Path], tmp_path: Path) -> None:
+    def collect_into(out: Path, top_k: int, *more: str) -> None:
+        res = invoke(
+            "collect", "--model", setup["model"], "--dictionary", setup["clt"], "--corpus", setup["corpus"],
+            "--out", out, "--top-k", str(top_k), *more,
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+
+    def mtimes(out: Path) -> dict[str, int]:
+        files = [*out.glob("*.parquet"), *(out / "stats").glob("*")]
+        return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in files}
+
+    def edges(out: Path) -> list[dict]:
+        return pq.read_table(out / "connections.parquet").to_pylist()
+
+    out = tmp_path / "run"
+    collect_into(out, 6)
+    first = mtimes(out)
+    for k in (3, 8):  # shrinking re-prunes the kept candidates; growing reruns the pair passes
+        collect_into(out, k)
+        fresh = tmp_path / f"fresh-{k}"
+        collect_into(fresh, k)
+        assert edges(out) == edges(fresh)
+        now = mtimes(out)
+        unchanged = {n for n in first if first[n] == now[n]}
+        assert unchanged == set(first) - {"connections.parquet"}, "statistics, features and examples are kept"
+    collect_into(out, 8, "--batch-tokens", "64")  # a statistics option: everything reruns
+    assert all(mtimes(out)[n] != first[n] for n in first)

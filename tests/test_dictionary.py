@@ -15,7 +15,7 @@ from tests.factories import random_dictionary, save_dictionary, tiny_model
 
 @pytest.mark.parametrize(
     "kind,activation",
-    [("clt", "relu"), ("clt", "jumprelu"), ("plt", "relu"), ("plt", "jumprelu")],
+    [("clt", "relu"), ("clt", "jumprelu"), ("clt", "topk"), ("plt", "relu"), ("plt", "jumprelu"), ("plt", "topk")],
 )
 def test_round_trip_preserves_encoding_and_decoders(tmp_path: Path, kind: str, activation: str) -> None:
     model = tiny_model("llama")

@@ -33,6 +33,7 @@ WRITE_QUERIES = {
     "delete_prompt_activations",
     "write_steering",
     "link_steering",
+    "delete_orphan_steering",  # tests/test_cli.py (graphkit drop)
 }
 
 
@@ -73,6 +74,8 @@ def write_prompt_and_steering(store) -> None:
             "logit_after": 1.0,
             "prob_before": 0.9,
             "prob_after": 0.2,
+            "on_generated": True,
+            "max_new_tokens": 12,
         },
     )
     store.write_rows(cypher("link_steering"), [{"feature": ids[0], "steering": "s1"}], batch_size=10)
@@ -125,6 +128,7 @@ def query_params(g: FeatureGraph) -> dict[str, dict[str, Any]]:
         "features_by_id": {"ids": [src, tgt]},
         "unembeds": {"id": src},
         "prompt_features": {"prompt": "p1", "dictionary": g.dictionary, "word": "", "k": 10},
+        "prompt": {"id": "p1"},
         "feature_steering": {
             "id": g.store.read("MATCH (f:Feature)-[:STEERED]->(:Steering) RETURN f.id AS id")[0]["id"]
         },
@@ -193,7 +197,13 @@ def test_cli_downstream_json_equals_connections_parquet(stores, tiny_run: Path) 
             env=_env(store),
         )
         assert out.exit_code == 0, out.output
-        got = [{k: r[k] for k in ("layer", "index", "twera", "era", "virtual_weight")} for r in json.loads(out.output)]
+        nb = json.loads(out.output)
+        nodes = {n["id"]: n for n in nb["nodes"]}
+        got = [
+            {"layer": nodes[e["target"]]["layer"], "index": nodes[e["target"]]["index"]}
+            | {k: e[k] for k in ("twera", "era", "virtual_weight")}
+            for e in nb["edges"]
+        ]
         assert got == expected
         twera = [abs(r["twera"]) for r in got]
         assert twera == sorted(twera, reverse=True)

@@ -34,6 +34,7 @@ import torch
 from graphkit.checks import Workspace
 from graphkit.steering import Intervention, Mode, Positions, answer_context, steer
 from loaders.connections import unembed_directions
+from loaders.errors import GraphkitError
 from loaders.graph.schema import normalize_token
 from loaders.model import decode
 from loaders.zoo.evaluate import extract_answer
@@ -200,9 +201,32 @@ def write_groups(groups: Iterator[dict[str, Any]], path: Path) -> int:
     return n
 
 
+GROUP_KEYS = ("prompt", "answer", "candidates", "steering")
+"""Keys every line of a groups file has (`bench build` writes them)."""
+
+
 def read_groups(path: Path) -> list[dict[str, Any]]:
+    """The groups of a JSONL file `bench build` wrote; anything else is a clear error."""
+    groups = []
     with Path(path).open() as f:
-        groups = [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                g = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise GroupsError(f"{path}, line {n}: not JSON ({e.msg}); give a groups file from `bench build`") from e
+            missing = [k for k in GROUP_KEYS if not isinstance(g, dict) or k not in g]
+            if missing:
+                raise GroupsError(
+                    f"{path}, line {n}: not a look-alike group (no {', '.join(missing)}); "
+                    "give a groups file from `graphkit bench build`"
+                )
+            groups.append(g)
     if not groups:
-        raise ValueError(f"{path} holds no groups")
+        raise GroupsError(f"{path} holds no groups")
     return groups
+
+
+class GroupsError(GraphkitError, ValueError):
+    """A file that is not a groups file."""

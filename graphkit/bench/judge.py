@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from loaders.errors import GraphkitError
 
 PROMPTS = Path(__file__).resolve().parent / "prompts"
 CONDITIONS = ("examples", "examples+unembeds", "examples+downstream", "all")
@@ -103,6 +106,10 @@ def parse_ranking(text: str, n: int) -> list[int] | None:
     return positions
 
 
+class JudgeError(GraphkitError):
+    """The judge cannot run: its package or its key is missing."""
+
+
 class Judge:
     """Calls the provider (or the cache) and turns replies into rankings."""
 
@@ -111,16 +118,33 @@ class Judge:
         self.calls = 0
         self._client: Any = None
 
+    def _connect(self) -> Any:
+        """The provider's client; a missing package or key is a `JudgeError` saying what to do."""
+        package = self.cfg.provider
+        try:
+            module = __import__(package)
+        except ImportError as e:
+            raise JudgeError(f"the judge needs the {package!r} package: pip install 'graphkit[judge]'") from e
+        env = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}[package]
+        key = self.cfg.api_key or os.environ.get(env)
+        if package == "anthropic":
+            if not key and not self.cfg.base_url:
+                raise JudgeError(f"the anthropic judge needs an API key: set {env}, or --base-url for another endpoint")
+            return module.Anthropic(api_key=key, base_url=self.cfg.base_url)
+        if not key and not self.cfg.base_url:
+            raise JudgeError(
+                f"the openai judge needs an API key ({env}) or --base-url of a local OpenAI-compatible server"
+            )
+        return module.OpenAI(api_key=key or "none", base_url=self.cfg.base_url)
+
     def _complete(self, system: str, user: str) -> str:
         key = hashlib.sha256(json.dumps([self.cfg.provider, self.cfg.model, system, user]).encode()).hexdigest()
         path = self.cfg.cache_dir / f"{key}.json"
         if path.exists():
             return str(json.loads(path.read_text())["text"])
         self.calls += 1
+        self._client = self._client or self._connect()
         if self.cfg.provider == "anthropic":
-            import anthropic
-
-            self._client = self._client or anthropic.Anthropic(api_key=self.cfg.api_key, base_url=self.cfg.base_url)
             reply = self._client.messages.create(
                 model=self.cfg.model,
                 max_tokens=self.cfg.max_tokens,
@@ -129,9 +153,6 @@ class Judge:
             )
             text = "".join(block.text for block in reply.content if getattr(block, "type", "") == "text")
         else:
-            import openai
-
-            self._client = self._client or openai.OpenAI(api_key=self.cfg.api_key or "none", base_url=self.cfg.base_url)
             reply = self._client.chat.completions.create(
                 model=self.cfg.model,
                 max_tokens=self.cfg.max_tokens,

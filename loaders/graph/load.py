@@ -240,6 +240,25 @@ def run_tables(
     )
 
 
+def drop_dictionary(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = 10_000) -> int:
+    """Remove `dictionary` and its features (with their edges, activations and steering links)
+    from `store`; returns the features deleted. Features go first, in batches, and the
+    Dictionary node last, so an interrupted drop can simply be run again."""
+    held = {r["id"] for r in store.read(cypher("dictionaries"))}
+    if dictionary not in held:
+        raise StoreError(
+            f"store {store.spec} holds no dictionary {dictionary!r} (it holds: {', '.join(sorted(held)) or 'none'})"
+        )
+    deleted = 0
+    while n := store.write(cypher("delete_dictionary_features"), {"dictionary": dictionary, "limit": batch_size})[0][
+        "deleted"
+    ]:
+        deleted += int(n)
+    store.write(cypher("delete_orphan_steering"))
+    store.write(cypher("delete_dictionary"), {"dictionary": dictionary})
+    return deleted
+
+
 def load_run(
     run: Path,
     store: EmbeddedStore | Neo4jStore,

@@ -73,8 +73,13 @@ NODES: dict[str, dict[str, str]] = {
         "logit_after": "DOUBLE",
         "prob_before": "DOUBLE",
         "prob_after": "DOUBLE",
+        "on_generated": "BOOLEAN",
+        "max_new_tokens": "INT64",
     },
 }
+
+ADDED: dict[str, tuple[str, ...]] = {"Steering": ("on_generated", "max_new_tokens")}
+"""Properties added after a table's first version: stores made before get them by ALTER."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ def embedded_ddl() -> list[str]:
     for name, rel in RELS.items():
         cols = "".join(f", {k} {t}" for k, t in rel.props.items())
         out.append(f"CREATE REL TABLE IF NOT EXISTS {name}(FROM {rel.source} TO {rel.target}{cols})")
+    for label, props_added in ADDED.items():
+        out += [f"ALTER TABLE {label} ADD IF NOT EXISTS {k} {NODES[label][k]}" for k in props_added]
     return out
 
 

@@ -27,9 +27,17 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 from tqdm import tqdm
 
+from loaders.errors import GraphkitError
 from loaders.graph import schema
 
-CYPHER_DIR = Path(__file__).resolve().parents[2] / "cypher"
+
+def _cypher_dir() -> Path:
+    """cypher/ of the source tree, or its copy inside an installed wheel (loaders/graph/cypher)."""
+    packaged = Path(__file__).resolve().parent / "cypher"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "cypher"
+
+
+CYPHER_DIR = _cypher_dir()
 WRITE_CLAUSES = re.compile(
     r"\b(CREATE|MERGE|DELETE|DETACH|SET|REMOVE|DROP|COPY|ALTER|LOAD|INSTALL|ATTACH|IMPORT|FOREACH)\b", re.I
 )
@@ -56,7 +64,7 @@ def translate(query: str, kind: str) -> str:
     return query
 
 
-class StoreError(RuntimeError):
+class StoreError(GraphkitError, RuntimeError):
     """A store that cannot be reached or used, with what to do about it."""
 
 
@@ -123,6 +131,11 @@ class EmbeddedStore(_StoreBase):
         import ladybug
 
         self.spec = str(directory)
+        if Path(directory).exists() and not Path(directory).is_dir():
+            raise StoreError(
+                f"store {directory} is a file; an embedded store is a directory (graphkit load makes one), "
+                "a Neo4j store a bolt:// or neo4j:// URI"
+            )
         path = Path(directory) / "graph.lbug"
         if read_only and not path.exists():
             raise StoreError(f"no graph store at {directory}; write one with `graphkit load RUN --store {directory}`")
@@ -231,11 +244,15 @@ class Neo4jStore(_StoreBase):
         self.driver.close()
 
 
-def open_store(spec: str | Path, read_only: bool = False) -> EmbeddedStore | Neo4jStore:
-    """A directory → the embedded store; a bolt:// or neo4j:// URI → Neo4j."""
+def open_store(spec: str | Path, read_only: bool = False, must_exist: bool = False) -> EmbeddedStore | Neo4jStore:
+    """A directory → the embedded store; a bolt:// or neo4j:// URI → Neo4j.
+
+    A writable embedded store is created where none is, unless `must_exist` (a typo in
+    ``--store`` should not make an empty store).
+    """
     text = str(spec)
     if re.match(r"^(bolt|neo4j)(\+s|\+ssc)?://", text):
         return Neo4jStore(text, read_only=read_only)
     if "://" in text:
         raise StoreError(f"unknown store {text!r}: give a directory or a bolt:// / neo4j:// URI")
-    return EmbeddedStore(Path(text), read_only=read_only)
+    return EmbeddedStore(Path(text), read_only=read_only or (must_exist and not (Path(text) / "graph.lbug").exists()))
