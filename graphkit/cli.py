@@ -612,7 +612,10 @@ def bench() -> None:
 @click.option(
     "--work", default=None, type=click.Path(file_okay=False), help="Where the run and store go (default OUT.work)."
 )
-@click.option("--max-prompts", type=int, default=None)
+@click.option("--max-prompts", type=int, default=None, help="Prompts to try (all held-out questions: hours).")
+@click.option(
+    "--run", "run_dir", type=click.Path(exists=True, file_okay=False), default=None, help="Reuse a collected run."
+)
 @click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True)
 @click.option("--value", type=float, default=-1.0, show_default=True)
 def bench_build(
@@ -622,6 +625,7 @@ def bench_build(
     out: str,
     work: str | None,
     max_prompts: int | None,
+    run_dir: str | None,
     mode: str,
     value: float,
 ) -> None:
@@ -641,6 +645,8 @@ def bench_build(
         Path(out),
         Path(work) if work else Path(out + ".work"),
         cfg,
+        run=Path(run_dir) if run_dir else None,
+        say=click.echo,
     )
     click.echo(f"{n} groups → {out}")
 

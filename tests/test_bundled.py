@@ -148,3 +148,16 @@ def test_motor_features_say_words_not_special_tokens(bundled: Path) -> None:
     tok = HookedModel.load("tiny").tokenizer
     special = {normalize_token(t) for t in tok.all_special_tokens}
     assert words and not words & special, words & special
+
+
+def test_bench_build_reuses_a_run_and_says_how_long_it_takes(bundled: Path, tmp_path: Path) -> None:
+    run = bundled / "run"
+    before = {p.name: p.stat().st_mtime_ns for p in run.glob("*.parquet")}
+    out = tmp_path / "groups.jsonl"
+    res = CliRunner().invoke(main, ["bench", "build", "--run", str(run), "--max-prompts", "6", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "6 prompts: about" in res.output.splitlines()[0]
+    assert before == {p.name: p.stat().st_mtime_ns for p in run.glob("*.parquet")}, "the run is reused, not redone"
+    meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
+    assert meta["run"] == str(run) and meta["prompts_tried"] == 6
+    assert not (tmp_path / "groups.jsonl.work" / "run").exists()

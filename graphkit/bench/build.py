@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from graphkit.bench.groups import BuildConfig, build_groups, write_groups
@@ -25,6 +26,20 @@ def read_prompts(path: Path) -> list[tuple[str, str]]:
     return [(r["prompt"], r["answer"]) for r in rows]
 
 
+SECONDS_PER_PROMPT = 0.5
+"""Measured on the bundled model on a 2-core CPU (`graphkit bench build --run RUN
+--max-prompts 40`: 0.36–0.85 s per prompt): answer context, active features, and up to `pool`
+steering checks of two greedy generations each. Larger models scale it by their forward time."""
+
+
+def estimate(n_prompts: int, seconds_per_prompt: float = SECONDS_PER_PROMPT) -> str:
+    """What `bench build` says before it starts."""
+    minutes = n_prompts * seconds_per_prompt / 60
+    return (
+        f"{n_prompts} prompts: about {minutes:.0f} min at ~{seconds_per_prompt:.0f} s per prompt (--max-prompts to cap)"
+    )
+
+
 def build_benchmark(
     model: str,
     dictionary: str,
@@ -33,14 +48,19 @@ def build_benchmark(
     work: Path,
     cfg: BuildConfig | None = None,
     progress: bool = True,
+    run: Path | None = None,
+    say: Callable[[str], None] = print,
 ) -> int:
+    """Groups from a collected run (`run`, loaded into RUN/graph if it is not yet) or, without
+    one, from a fresh collect of `model` and `dictionary` over the bundled held-out corpus."""
     cfg = cfg or BuildConfig()
     corpus = work / "corpus"
-    if not (corpus / "heldout.jsonl").exists():
+    if (run is None or prompts is None) and not (corpus / "questions.jsonl").exists():
         build_corpus(corpus)
-    run = collect(model, dictionary, corpus / "heldout.jsonl", work / "run", progress=progress).root
+    if run is None:
+        run = collect(model, dictionary, corpus / "heldout.jsonl", work / "run", progress=progress).root
     store = open_store(run / "graph")
-    load_run(run, store, progress=progress)
+    load_run(run, store, progress=progress)  # a no-op when this run is loaded already
     store.close()
     ws = Workspace.open(run / "graph")
     pairs = (
@@ -49,12 +69,14 @@ def build_benchmark(
         else [(q["prompt"], q["answer"]) for q in read_jsonl(corpus / "questions.jsonl")]
     )
     random.Random(cfg.seed).shuffle(pairs)  # relations are stored in blocks; sample across them
+    say(estimate(min(len(pairs), cfg.max_prompts or len(pairs))))
     n = write_groups(build_groups(ws, pairs, cfg, progress=progress), out)
     (out.with_name(out.name + ".meta.json")).write_text(
         json.dumps(
             {
                 "model": model,
                 "dictionary": dictionary,
+                "run": str(run),
                 "prompts": str(prompts or corpus / "questions.jsonl"),
                 "prompts_tried": min(len(pairs), cfg.max_prompts or len(pairs)),
                 "groups": n,
