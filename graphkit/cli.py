@@ -117,6 +117,7 @@ def zoo_build_cmd(work: str, force: bool) -> None:
 @click.option("--max-tokens", type=int, default=None, help="Stop after the chunk that reaches this many tokens.")
 @click.option("--context", type=int, default=None, help="Window length incl. BOS (default: the model's).")
 @click.option("--batch-tokens", type=int, default=None, help="Padded tokens per model batch.")
+@click.option("--window", type=int, default=None, help="Tokens kept each side of a top example's peak (16).")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None, help="The model's dtype.")
 @click.option("--memory-budget", default=None, help="Bytes for pair blocks per pass, e.g. 16GB (default: half).")
 @click.option("--exact-pairs", is_flag=True, help="Keep every co-active pair (small dictionaries).")
@@ -133,6 +134,7 @@ def collect(
     max_tokens: int | None,
     context: int | None,
     batch_tokens: int | None,
+    window: int | None,
     dtype: str | None,
     memory_budget: str | None,
     exact_pairs: bool,
@@ -158,7 +160,7 @@ def collect(
     cfg = dataclasses.replace(
         base,
         stats=dataclasses.replace(
-            base.stats, **given(max_tokens=max_tokens, context=context, batch_tokens=batch_tokens)
+            base.stats, **given(max_tokens=max_tokens, context=context, batch_tokens=batch_tokens, window=window)
         ),
         device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
         exact_pairs=exact_pairs,

@@ -2,8 +2,10 @@
 
 - `neighbourhood_figure`: layers as columns, features as nodes (ordered by |TWERA| within a
   layer), FEEDS edges as lines whose width is |TWERA| and whose colour is its sign (blue
-  promotes, red suppresses); motor features are stars labelled with their word; hovering a
-  node shows its top unembeds and its top example.
+  promotes, red suppresses; both in the legend, with the width scale); motor features are
+  stars labelled with their word; hovering a node shows its top unembeds and its top example.
+  Labels sit beside their nodes, columns far enough apart and rows tall enough that they do
+  not overlap (checked in Chromium by tests/test_views.py).
 - `feature_card_html`: top examples with per-token highlighting, top/bottom unembeds, the
   activation histogram, the downstream list and the recorded steering results.
 - `write_report`: sections of HTML and figures in one file that needs no network (plotly.js
@@ -32,10 +34,15 @@ def neighbourhood_figure(g: nx.DiGraph, root: str, title: str = "") -> go.Figure
     for n, a in g.nodes(data=True):
         by_layer.setdefault(int(a["layer"]), []).append(n)
     pos: dict[str, tuple[float, float]] = {}
-    for layer, nodes in by_layer.items():
+    columns = sorted(by_layer)
+    for col, layer in enumerate(columns):  # one column per layer present, evenly spaced
+        nodes = by_layer[layer]
         nodes.sort(key=lambda n: -weight[n])
         for rank, n in enumerate(nodes):
-            pos[n] = (float(layer), -float(rank) + (len(nodes) - 1) / 2)
+            pos[n] = (float(col), -float(rank) + (len(nodes) - 1) / 2)
+    rows = max(len(v) for v in by_layer.values())
+    label_chars = max(len(_label(a)) for _, a in g.nodes(data=True))
+    column_px = 40 + 7 * label_chars  # a label (≈7 px a character at 11 px) beside its node
     top = max((abs(a["twera"]) for *_, a in g.edges(data=True)), default=1.0) or 1.0
     fig = go.Figure()
     for u, v, a in g.edges(data=True):
@@ -66,7 +73,8 @@ def neighbourhood_figure(g: nx.DiGraph, root: str, title: str = "") -> go.Figure
                 mode="markers+text",
                 name="motor feature" if motor else "feature",
                 text=[_label(g.nodes[n]) for n in nodes],
-                textposition="top center",
+                textposition="middle right",
+                textfont={"size": 11},
                 marker={
                     "size": [22 if n == root else 14 for n in nodes],
                     "symbol": "star" if motor else "circle",
@@ -78,14 +86,27 @@ def neighbourhood_figure(g: nx.DiGraph, root: str, title: str = "") -> go.Figure
                 customdata=nodes,
             )
         )
+    for name, color, width in (
+        ("promotes (TWERA > 0)", POSITIVE, 3.0),
+        ("suppresses (TWERA < 0)", NEGATIVE, 3.0),
+        (f"width ∝ |TWERA| (thickest {top:.3g})", "#777", 8.0),
+    ):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name, line={"color": color, "width": width}))
     fig.update_layout(
         title=title or f"neighbourhood of {root}",
         template="plotly_white",
-        height=520,
-        xaxis={"title": "layer", "dtick": 1},
-        yaxis={"visible": False},
+        height=max(420, 160 + 34 * rows),
+        width=max(700, 120 + column_px * len(columns)),
+        xaxis={
+            "title": "layer",
+            "tickvals": list(range(len(columns))),
+            "ticktext": [str(c) for c in columns],
+            "range": [-0.3, len(columns) - 0.3],
+        },
+        yaxis={"visible": False, "range": [-(rows + 1) / 2, (rows + 1) / 2]},
         hovermode="closest",
-        legend={"orientation": "h"},
+        legend={"orientation": "h", "y": -0.12},
+        margin={"r": 40},
     )
     return fig
 

@@ -273,3 +273,17 @@ def test_changing_an_option_reruns_only_the_stages_it_reaches(setup: dict[str, P
         assert unchanged == set(first) - {"connections.parquet"}, "statistics, features and examples are kept"
     collect_into(out, 8, "--batch-tokens", "64")  # a statistics option: everything reruns
     assert all(mtimes(out)[n] != first[n] for n in first)
+
+
+def test_the_example_window_is_chosen_at_collect_time(setup: dict[str, Path], tmp_path: Path) -> None:
+    lengths = {}
+    for w in (3, 16):
+        out = tmp_path / f"w{w}"
+        res = invoke(
+            "collect", "--model", setup["model"], "--dictionary", setup["plt"], "--corpus", setup["corpus"],
+            "--out", out, "--window", str(w), "--context", "64",
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        rows = pq.read_table(out / "examples.parquet").to_pylist()
+        lengths[w] = max(len(r["tokens"]) for r in rows)
+    assert lengths[3] == 7 and lengths[16] > 7
