@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from graphkit.answers import answer_context as context_of_answer
 from graphkit.graph import FeatureGraph
 from graphkit.steering import Intervention, Mode, Positions, SteeringResult, steer
-from graphkit.steering import answer_context as context_of_answer
 from loaders.dictionary import Dictionary, load_dictionary
 from loaders.graph.store import EmbeddedStore, Neo4jStore, StoreError, cypher, open_store
 from loaders.model import HookedModel, decode, prompt_ids, tokenize_prompt

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from loaders.errors import GraphkitError
-from loaders.zoo import zoo_list, zoo_path
+from loaders.names import zoo_list, zoo_path
 
 if TYPE_CHECKING:
     from graphkit.graph import FeatureGraph
@@ -315,9 +315,9 @@ main.command("upstream", help="Features that feed FEATURE (LAYER/INDEX), by |TWE
 def motor(feature: str | None, store: str, dictionary: str | None, word: str, k: int, as_json: bool) -> None:
     """Motor ("say X") features; with FEATURE, the strongest paths from it to them.
 
-    A motor feature's logit lens singles out one word: its top unembed's z-score over the
-    vocabulary is high and clearly above the next word's (`loaders.motor`); `score` is that
-    z-score, or for paths the product of normalized TWERA along the path.
+    A motor feature's logit lens singles out one word: the word's z-score over the vocabulary is
+    ≥ 6 and ≥ 2 above the next word's (`loaders.motor`). `score` is that margin (z of the word −
+    z of the next); for paths it is the product of normalized TWERA along the path.
     """
     import dataclasses
     import json

@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graphkit.answers import answer_context
 from graphkit.checks import Workspace
 from graphkit.report import examples, feature_sections
-from graphkit.steering import Positions, SteeringResult, answer_context
+from graphkit.steering import Positions, SteeringResult
 from graphkit.views import write_report
 from loaders.collect import CollectConfig, collect
 from loaders.graph.load import load_run

@@ -28,9 +28,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from graphkit.answers import answer_start, extract_answer, greedy
 from loaders.dictionary import Dictionary
 from loaders.model import HookedModel, Site, decode, tokenize_prompt
-from loaders.zoo.evaluate import extract_answer
 
 Mode = Literal["mul", "add", "clamp"]
 
@@ -183,46 +183,6 @@ def steering(
             deltas.clear()
 
 
-def _generate(model: HookedModel, ids: Tensor, max_new_tokens: int) -> list[int]:
-    out: list[int] = []
-    seq = ids
-    eos = model.tokenizer.eos_token_id
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            logits = model.model(input_ids=seq, use_cache=False).logits[0, -1]
-            nxt = int(logits.argmax())
-            if nxt == eos:
-                break
-            out.append(nxt)
-            seq = torch.cat([seq, torch.tensor([[nxt]], device=seq.device)], dim=1)
-    return out
-
-
-def _answer_start(tokenizer, prompt_len: int, generated: list[int]) -> int:
-    """Index into `generated` of the answer's first token (after ``<answer>`` when present)."""
-    text = ""
-    for i, t in enumerate(generated):
-        text += tokenizer.decode([t])
-        if "<answer>" in text:
-            return min(i + 1, len(generated) - 1)
-        if text.strip() and "<" not in text:
-            return i
-    return 0
-
-
-def answer_context(model: HookedModel, prompt: str, max_new_tokens: int = 12) -> tuple[str, str]:
-    """(prompt + the model's greedy continuation up to its answer, the answer).
-
-    The features that make a model say its answer fire where the answer is produced: for
-    "… <answer></answer>" that is the generated "<answer>" before the word, not the prompt.
-    """
-    tok = model.tokenizer
-    ids = tokenize_prompt(tok, prompt).to(model.device)
-    generated = _generate(model, ids, max_new_tokens)
-    k = _answer_start(tok, ids.shape[1], generated) if generated else 0
-    return prompt + decode(tok, generated[:k]), extract_answer(decode(tok, generated))
-
-
 def steer(
     model: HookedModel,
     d: Dictionary,
@@ -245,11 +205,11 @@ def steer(
             m[n:] = True
         return m
 
-    base = _generate(model, ids, max_new_tokens)
+    base = greedy(model, ids, max_new_tokens)
     with steering(model, d, interventions, mask):
-        steered = _generate(model, ids, max_new_tokens)
+        steered = greedy(model, ids, max_new_tokens)
     # logit and probability of the baseline answer's first token, teacher-forced on the baseline
-    k = _answer_start(tok, n, base) if base else 0
+    k = answer_start(tok, n, base) if base else 0
     prefix = torch.cat([ids, torch.tensor([base[:k]], dtype=ids.dtype, device=ids.device)], dim=1)
     answer_tok = base[k] if base else int(tok.eos_token_id or 0)
     with torch.no_grad():

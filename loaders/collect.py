@@ -40,10 +40,11 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from loaders.connections import Candidates, candidates, edge_table, residual_writes, top_unembeds
+from loaders.connections import Candidates, candidates, edge_table, residual_writes
 from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary
 from loaders.errors import GraphkitError
+from loaders.logit_lens import top_unembeds
 from loaders.model import HookedModel
 from loaders.pairs import BlockPlan, default_budget
 from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, StatsConfig, stream_pass

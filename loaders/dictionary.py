@@ -611,7 +611,7 @@ def load_saelens(path: Path) -> Dictionary:
 
 def resolve_dictionary(name: str) -> Path:
     """A zoo name's directory, a local directory, or a Hub id downloaded to the cache."""
-    from loaders.zoo import NAMES, zoo_path
+    from loaders.names import NAMES, zoo_path
 
     if name in NAMES:
         return zoo_path(name)

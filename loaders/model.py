@@ -364,7 +364,7 @@ def decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
 
 def resolve_model(name: str) -> str:
     """A zoo name's directory, else the argument unchanged (a directory or a Hub id)."""
-    from loaders.zoo import NAMES, zoo_path
+    from loaders.names import NAMES, zoo_path
 
     if name in NAMES:
         return str(zoo_path(name))

@@ -38,6 +38,7 @@ def _strings(store) -> list:
     return [feats, links]
 
 
+@pytest.mark.slow  # ≥ 15 s: `pytest -m slow` (CI runs it)
 def test_bulk_import_equals_a_bolt_load(tiny_run: Path, tmp_path: Path) -> None:
     reference = open_store(tmp_path / "embedded")
     load_run(tiny_run, reference, progress=False)

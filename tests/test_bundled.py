@@ -69,6 +69,7 @@ def test_downstream_json_is_the_same_from_both_stores_and_parquet(bundled: Path,
         assert outputs[0] == outputs[1] == expected
 
 
+@pytest.mark.slow  # ≥ 15 s: `pytest -m slow` (CI runs it)
 def test_group_discovery_ground_truth_reverifies(bundled: Path) -> None:
     ws = Workspace.open(bundled / "run" / "graph")
     questions = [q for q in read_jsonl(bundled / "corpus" / "questions.jsonl") if q["relation"] in ("color", "hex")]
@@ -92,6 +93,7 @@ def test_group_discovery_ground_truth_reverifies(bundled: Path) -> None:
             assert r.baseline_answer == g["answer"]
 
 
+@pytest.mark.slow  # ≥ 15 s: `pytest -m slow` (CI runs it)
 def test_dense_blocks_keep_the_exact_edges_on_the_bundled_model(bundled: Path, tmp_path: Path) -> None:
     """The bundled CLT's edges from dense blocks (in two passes) equal --exact-pairs' (float32 aside)."""
     import dataclasses

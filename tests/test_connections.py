@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from loaders.connections import edges, residual_encoders, residual_writes, top_unembeds, virtual_weight_block
+from loaders.connections import edges, residual_encoders, residual_writes, virtual_weight_block
 from loaders.corpus import Corpus
+from loaders.logit_lens import top_unembeds
 from loaders.pairs import BlockPlan, DenseBlocks
 from loaders.stats import StatsConfig, stream_statistics
 from tests.factories import random_dictionary, tiny_model, write_corpus

@@ -15,6 +15,7 @@ from loaders.stats import StatsConfig
 from tests.factories import random_dictionary, save_dictionary, tiny_model, write_corpus
 
 
+@pytest.mark.slow  # ≥ 15 s: `pytest -m slow` (CI runs it)
 def test_ray_collect_equals_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_model("llama")
     model.model.save_pretrained(tmp_path / "model")

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow  # ≥ 15 s: `pytest -m slow` (CI runs it)
 def test_neo4j_start_status_stop(tmp_path: Path) -> None:
     runner, port, env = CliRunner(), _free_port(), {"NEO4J_PASSWORD": "cli-test-password"}
     directory = str(tmp_path / "neo4j")

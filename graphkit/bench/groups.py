@@ -31,13 +31,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from graphkit.answers import answer_context, extract_answer
 from graphkit.checks import Workspace
-from graphkit.steering import Intervention, Mode, Positions, answer_context, steer
-from loaders.connections import unembed_directions
+from graphkit.steering import Intervention, Mode, Positions, steer
 from loaders.errors import GraphkitError
 from loaders.graph.schema import normalize_token
+from loaders.logit_lens import unembed_directions
 from loaders.model import decode
-from loaders.zoo.evaluate import extract_answer
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,10 @@
-"""The bundled artifacts (model ``tiny``, dictionaries ``tiny-clt`` and ``tiny-plt``).
-
-Names resolve to directories inside the installed package; `loaders.zoo.build` rebuilds
-them from scratch with no download.
+"""The bundled model's training code: corpus, tokenizer, model and dictionaries, rebuilt from
+scratch with no download (`loaders.zoo.build`, ``graphkit zoo build``). The names that resolve
+to the built artifacts live in `loaders.names`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from loaders.names import ARTIFACTS, NAMES, zoo_list, zoo_path
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-NAMES: dict[str, str] = {
-    "tiny": "Llama-family causal LM, 4 layers, d_model 128, trained on stdlib code + facts",
-    "tiny-clt": "cross-layer transcoder for tiny (circuit-tracer CLT layout)",
-    "tiny-plt": "per-layer transcoders for tiny (circuit-tracer PLT layout)",
-}
-
-
-def zoo_path(name: str) -> Path:
-    """Directory of bundled artifact `name`; a clear error when unknown or not built."""
-    if name not in NAMES:
-        raise KeyError(f"unknown zoo artifact {name!r}; known: {', '.join(NAMES)}")
-    path = ARTIFACTS / name
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"zoo artifact {name!r} is missing at {path}; rebuild with `python -m loaders.zoo.build`"
-        )
-    return path
-
-
-def zoo_list() -> list[tuple[str, str, Path]]:
-    """(name, description, directory) of every bundled artifact."""
-    return [(name, desc, ARTIFACTS / name) for name, desc in NAMES.items()]
+__all__ = ["ARTIFACTS", "NAMES", "zoo_list", "zoo_path"]

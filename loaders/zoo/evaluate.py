@@ -11,23 +11,13 @@
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-_TAGGED = re.compile(r"<answer>(.*?)</answer>", re.S)
-
-
-def extract_answer(text: str) -> str:
-    """The answer in `text`: between the first ``<answer>`` tags, else the first word."""
-    m = _TAGGED.search(text)
-    if m:
-        return m.group(1).strip()
-    words = text.strip().split()
-    return words[0].strip(".,;:!?") if words else ""
+from graphkit.answers import extract_answer
 
 
 @torch.no_grad()
