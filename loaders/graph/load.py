@@ -4,8 +4,12 @@
    dictionary the run was collected with) and its model.
 2. If the store already holds this dictionary from the same run inputs, stop: loads are
    idempotent. From other inputs, refuse unless ``replace``.
-3. Delete the dictionary's node and features (in batches): a load that was killed half way
-   leaves no Dictionary node and is cleaned up here.
+3. Read and check the whole run into the rows the graph will hold (`run_tables`,
+   `check_run`): readable files, the columns and types the graph needs, no duplicated
+   feature, no edge, example or link naming a feature the run does not have, finite
+   numbers. A bad run is refused here, before anything in the store changes.
+   Then delete the dictionary's features (in batches) and its node: a load that was killed
+   half way leaves no Dictionary node and is cleaned up here.
 4. Bulk-load tokens (only new ones), features (with motor annotations by `MotorRule`), FEEDS
    edges (with twera_norm), PROMOTES / SUPPRESSES / FIRES_ON links.
 5. Write the Dictionary node last: its presence marks a complete load.
@@ -66,15 +70,99 @@ def _flatten(lists: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray,
     return rows, pos, pc.list_flatten(arr)
 
 
+class RunError(StoreError):
+    """A run directory the graph cannot hold as it is (nothing was written)."""
+
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "features.parquet": {
+        "layer": "integer", "index": "integer", "count": "integer", "density": "floating", "mean": "floating",
+        "max": "floating", "top_tokens": "list", "top_values": "list", "bottom_tokens": "list",
+        "bottom_values": "list", "top_word": "string", "top_word_z": "floating", "word_gap": "floating",
+    },
+    "examples.parquet": {
+        "layer": "integer", "index": "integer", "rank": "integer", "center": "integer", "tokens": "list",
+    },
+    "connections.parquet": {
+        "source_layer": "integer", "source_index": "integer", "target_layer": "integer", "target_index": "integer",
+        "twera": "floating", "era": "floating", "virtual_weight": "floating",
+    },
+}  # fmt: skip
+"""The columns `graphkit load` reads from each run file, by Arrow type family."""
+
+_TYPE_CHECKS = {
+    "integer": pa.types.is_integer,
+    "floating": pa.types.is_floating,
+    "list": lambda t: pa.types.is_list(t) or pa.types.is_large_list(t),
+    "string": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+}
+
+
+def _read(run: Path, name: str, columns: list[str] | None = None) -> pa.Table:
+    """A run file, or a RunError naming it, when it is missing, unreadable or lacks a column."""
+    path = Path(run) / name
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException) as e:
+        raise RunError(
+            f"{path}: cannot read it ({e}); the run is incomplete or damaged: rerun `graphkit collect`"
+        ) from e
+    for col, family in COLUMNS[name].items():
+        if columns is not None and col not in columns:
+            continue
+        if col not in table.column_names:
+            raise RunError(f"{path}: no column {col!r}; was it written by `graphkit collect`?")
+        if not _TYPE_CHECKS[family](table.schema.field(col).type):
+            raise RunError(f"{path}: column {col!r} is {table.schema.field(col).type}, expected {family}")
+    return table
+
+
+def check_run(features: pa.Table, examples: pa.Table, connections: pa.Table, run: Path) -> None:
+    """Raise a RunError for a run the graph cannot hold (module docstring, step 3)."""
+    keys = features.column("layer").to_numpy().astype(np.int64) * (1 << 32) + features.column("index").to_numpy()
+    unique, counts = np.unique(keys, return_counts=True)
+    if (counts > 1).any():
+        k = int(unique[counts > 1][0])
+        raise RunError(
+            f"{run / 'features.parquet'}: {int((counts > 1).sum())} features appear more than once "
+            f"(first: {k >> 32}/{k & 0xFFFFFFFF}); rerun `graphkit collect`"
+        )
+
+    def unknown(table: pa.Table, layer: str, index: str) -> np.ndarray:
+        k = table.column(layer).to_numpy().astype(np.int64) * (1 << 32) + table.column(index).to_numpy()
+        return k[~np.isin(k, unique)]
+
+    for name, table, ends in (
+        ("connections.parquet", connections, (("source_layer", "source_index"), ("target_layer", "target_index"))),
+        ("examples.parquet", examples, (("layer", "index"),)),
+    ):
+        for layer, index in ends:
+            bad = unknown(table, layer, index)
+            if len(bad):
+                k = int(bad[0])
+                raise RunError(
+                    f"{run / name}: {len(bad)} rows name features that features.parquet does not have "
+                    f"(first: {k >> 32}/{k & 0xFFFFFFFF} in {layer}/{index}); the run's files do not belong together"
+                )
+    for col in ("twera", "era", "virtual_weight"):
+        values = connections.column(col).to_numpy()
+        if not np.isfinite(values).all():
+            raise RunError(
+                f"{run / 'connections.parquet'}: {int((~np.isfinite(values)).sum())} non-finite {col} values; "
+                "are the dictionary's weights finite?"
+            )
+
+
 def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Table, pa.Table]:
     """(Feature rows in schema column order, FIRES_ON rows: source, word, rank)."""
-    f = pq.read_table(run / "features.parquet")
+    f = _read(run, "features.parquet")
     ids = _ids(dictionary, f.column("layer"), f.column("index"))
     position = {
         (a, b): n
         for n, (a, b) in enumerate(zip(f.column("layer").to_pylist(), f.column("index").to_pylist(), strict=True))
     }
-    ex = pq.read_table(run / "examples.parquet", columns=["layer", "index", "rank", "center", "tokens"])
+    ex = _read(run, "examples.parquet", ["layer", "index", "rank", "center", "tokens"])
+    check_run(f, ex, _read(run, "connections.parquet"), run)
     row_of = np.array(
         [position[k] for k in zip(ex.column("layer").to_pylist(), ex.column("index").to_pylist(), strict=True)],
         dtype=np.int64,
@@ -127,7 +215,7 @@ def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Tabl
 
 
 def _edge_table(run: Path, dictionary: str) -> pa.Table:
-    c = pq.read_table(run / "connections.parquet")
+    c = _read(run, "connections.parquet")
     sl, si = c.column("source_layer").to_numpy(), c.column("source_index").to_numpy()
     twera = c.column("twera").to_numpy()
     src_key = sl.astype(np.int64) * (int(si.max(initial=0)) + 1) + si
@@ -148,7 +236,7 @@ def _edge_table(run: Path, dictionary: str) -> pa.Table:
 
 def _unembed_links(run: Path, ids: pa.Array) -> tuple[pa.Table, pa.Table]:
     """PROMOTES / SUPPRESSES rows (source, word, rank, value, token): one per unembed rank."""
-    f = pq.read_table(run / "features.parquet", columns=["top_tokens", "top_values", "bottom_tokens", "bottom_values"])
+    f = _read(run, "features.parquet", ["top_tokens", "top_values", "bottom_tokens", "bottom_values"])
     out = []
     for side in ("top", "bottom"):
         rows, rank, tokens = _flatten(f.column(f"{side}_tokens"))
@@ -285,14 +373,14 @@ def load_run(
                 f"({existing[dictionary]['run']}); pass --replace to overwrite it or --name to load beside it"
             )
 
+    present = {r["id"] for r in store.read(cypher("model_tokens"), {"model": model})}
+    t = run_tables(run, manifest, dictionary, model, rule or MotorRule(), present)  # refuses a bad run
+
     store.write(cypher("delete_dictionary"), {"dictionary": dictionary})
     while store.write(cypher("delete_dictionary_features"), {"dictionary": dictionary, "limit": batch_size})[0][
         "deleted"
     ]:
         pass
-
-    present = {r["id"] for r in store.read(cypher("model_tokens"), {"model": model})}
-    t = run_tables(run, manifest, dictionary, model, rule or MotorRule(), present)
     for label in ("Token", "Feature", "FEEDS", "PROMOTES", "SUPPRESSES", "FIRES_ON"):
         store.bulk(label, t.tables[label], batch_size, progress)
     store.write(cypher("upsert_dictionary"), t.dictionary)

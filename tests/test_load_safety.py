@@ -1,0 +1,115 @@
+"""A bad run never removes a loaded dictionary: `graphkit load --replace` checks the whole run
+before it deletes anything, and both stores refuse the same bad runs with a clear message."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from graphkit.cli import main
+from loaders.graph.load import load_run
+from loaders.graph.store import open_store
+from tests.conftest import NEO4J_PASSWORD, clear_neo4j
+
+
+def _edit(name: str, change: Callable[[pa.Table], pa.Table]) -> Callable[[Path], None]:
+    def apply(run: Path) -> None:
+        pq.write_table(change(pq.read_table(run / name)), run / name)
+
+    return apply
+
+
+def _truncate(run: Path) -> None:
+    data = (run / "features.parquet").read_bytes()
+    (run / "features.parquet").write_bytes(data[: len(data) // 2])
+
+
+def _unknown_target(t: pa.Table) -> pa.Table:
+    col = t.column("target_index").to_pylist()
+    col[0] = 99_999
+    return t.set_column(t.schema.get_field_index("target_index"), "target_index", pa.array(col, pa.int64()))
+
+
+def _unknown_example(t: pa.Table) -> pa.Table:
+    col = t.column("index").to_pylist()
+    col[-1] = 88_888
+    return t.set_column(t.schema.get_field_index("index"), "index", pa.array(col, t.schema.field("index").type))
+
+
+def _nan_twera(t: pa.Table) -> pa.Table:
+    col = t.column("twera").to_pylist()
+    col[3] = float("nan")
+    return t.set_column(t.schema.get_field_index("twera"), "twera", pa.array(col, pa.float64()))
+
+
+BAD_RUNS: dict[str, tuple[Callable[[Path], None], str]] = {
+    "truncated features": (_truncate, "features.parquet: cannot read it"),
+    "missing connections": (lambda run: (run / "connections.parquet").unlink(), "connections.parquet: cannot read it"),
+    "edge to an unknown feature": (_edit("connections.parquet", _unknown_target), "name features that features"),
+    "example of an unknown feature": (_edit("examples.parquet", _unknown_example), "name features that features"),
+    "duplicated features": (
+        _edit("features.parquet", lambda t: pa.concat_tables([t, t.slice(0, 2)])),
+        "more than once",
+    ),
+    "layer as strings": (
+        _edit("features.parquet", lambda t: t.set_column(0, "layer", pc.cast(t.column("layer"), pa.string()))),
+        "column 'layer' is string, expected integer",
+    ),
+    "a NaN edge": (_edit("connections.parquet", _nan_twera), "non-finite twera"),
+    "no manifest": (lambda run: (run / "manifest.json").unlink(), "not a run directory"),
+    "unfinished": (
+        lambda run: (run / "manifest.json").write_text(
+            json.dumps(json.loads((run / "manifest.json").read_text()) | {"stages": {}, "inputs_key": "x"})
+        ),
+        "collect has not finished",
+    ),
+}
+
+
+@pytest.fixture(params=["embedded", "neo4j"])
+def loaded(request, tiny_run: Path, tmp_path: Path) -> tuple[str, dict[str, int]]:
+    if request.param == "embedded":
+        spec = str(tmp_path / "graph")
+    else:
+        spec = request.getfixturevalue("neo4j_uri")
+        clear_neo4j(spec)
+    store = open_store(spec)
+    load_run(tiny_run, store, name="good", progress=False)
+    store.close()
+    return spec, counts(spec)
+
+
+def counts(spec: str) -> dict[str, int]:
+    store = open_store(spec, read_only=True)
+    out = {
+        "features": store.read("MATCH (f:Feature {dictionary: 'good'}) RETURN count(f) AS n")[0]["n"],
+        "edges": store.read("MATCH (f:Feature {dictionary: 'good'})-[e:FEEDS]->() RETURN count(e) AS n")[0]["n"],
+        "dictionaries": store.read("MATCH (d:Dictionary {id: 'good'}) RETURN count(d) AS n")[0]["n"],
+    }
+    store.close()
+    return out
+
+
+@pytest.mark.parametrize("bad", list(BAD_RUNS))
+def test_a_bad_run_is_refused_and_the_loaded_dictionary_stays(
+    loaded: tuple[str, dict[str, int]], tiny_run: Path, tmp_path: Path, bad: str
+) -> None:
+    spec, before = loaded
+    run = tmp_path / "bad-run"
+    shutil.copytree(tiny_run, run)
+    spoil, message = BAD_RUNS[bad]
+    spoil(run)
+    res = CliRunner().invoke(
+        main, ["load", str(run), "--store", spec, "--name", "good", "--replace"], env={"NEO4J_PASSWORD": NEO4J_PASSWORD}
+    )
+    assert res.exit_code == 1, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert counts(spec) == before and before["edges"] > 0
