@@ -262,7 +262,18 @@ def _tensor(data: dict[str, Tensor], key: str, shape: tuple[int, ...] | None, pa
     t = data[key]
     if shape is not None and tuple(t.shape) != shape:
         raise DictionaryError(f"{path}: tensor {key!r} has shape {tuple(t.shape)}, expected {shape}")
+    _check_finite(t, key, path)
     return t.float()
+
+
+def _check_finite(t: Tensor, key: str, path: Path) -> None:
+    """Refuse NaN or ±inf weights: they would give NaN edges that rank first."""
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise DictionaryError(
+            f"{path}: tensor {key!r} holds {bad} non-finite values (NaN or ±inf) of {t.numel()}; "
+            "the dictionary is damaged or diverged in training: fix or re-export it"
+        )
 
 
 def _activation(name: str | None, threshold: Tensor | None, k: int | None) -> Activation:
@@ -367,6 +378,10 @@ class DiskTensors(Mapping[int, Tensor]):
             raise DictionaryError(f"cannot read {path}: {e}. The file is malformed or truncated.") from e
         if got != shape:
             raise DictionaryError(f"{path}: tensor {name!r} has shape {got}, expected {shape}")
+        with safe_open(path, framework="pt") as f:  # finite, read in row blocks: decoders are large
+            view = f.get_slice(name)
+            for start in range(0, shape[0], 4096):
+                _check_finite(view[start : start + 4096], name, path)
 
     def __getitem__(self, layer: int) -> Tensor:
         if self._last is None or self._last[0] != layer:

@@ -243,3 +243,27 @@ def test_a_transcoder_reading_before_the_gain_encodes_what_saelens_would() -> No
     d: Dictionary = load_dictionary(GOLDEN / "saelens/transcoder")
     _, got = model.run(ref["input_ids"], [(1, d.read_site)])
     torch.testing.assert_close(d.encode(1, got[(1, d.read_site)]), d.encode(1, ref["blocks.1.ln2.hook_normalized"]))
+
+
+@pytest.mark.parametrize(
+    "variant,file,tensor",
+    [
+        ("saelens/standard", "sae_weights.safetensors", "W_enc"),
+        ("circuit_tracer/clt-jumprelu", "W_dec_1.safetensors", "W_dec_1"),
+        ("circuit_tracer/clt-jumprelu", "W_enc_2.safetensors", "threshold_2"),
+        ("circuit_tracer/plt-skip-listed", "layer_0.safetensors", "W_skip"),
+    ],
+)
+def test_non_finite_weights_are_refused_naming_file_tensor_and_count(
+    tmp_path: Path, variant: str, file: str, tensor: str
+) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "d"
+    shutil.copytree(GOLDEN / variant, path)
+    data = load_file(path / file)
+    data[tensor] = data[tensor].clone()
+    data[tensor].view(-1)[:3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    save_file(data, path / file)
+    with pytest.raises(DictionaryError, match=rf"{file}: tensor '{tensor}' holds 3 non-finite values"):
+        load_dictionary(path)
