@@ -427,7 +427,13 @@ def neo4j_start(directory: str | None, port: int) -> None:
 
     from graphkit import neo4j_local
 
-    info = neo4j_local.start(Path(directory) if directory else neo4j_local.DEFAULT_DIR, port=port)
+    where = Path(directory) if directory else neo4j_local.DEFAULT_DIR
+    info = neo4j_local.start(where, port=port)
+    click.echo(
+        f"connect as user neo4j with NEO4J_PASSWORD, or the password in {info.directory / 'password'} "
+        "(graphkit finds it for this URI); for example: graphkit load RUN --store URI",
+        err=True,
+    )
     click.echo(info.uri)
 
 

@@ -1,14 +1,24 @@
 """A local Neo4j 5 Community server without Docker (``graphkit neo4j start|stop|status``).
 
 `docker/neo4j-local` holds a small Java program (embedded DBMS + Bolt connector bound to
-127.0.0.1) and its Maven build. `start` builds it on first use (Maven Central), launches it in
-the background with ``NEO4J_PASSWORD`` (default ``graphkit-local``), writes ``neo4j.pid`` and
-``neo4j.log`` in the data directory, and waits until Bolt answers.
+127.0.0.1, HTTP off, ``LOAD CSV`` from file URLs off) and its Maven build. `start` builds it on
+first use (Maven Central) and launches it in the background:
+
+- the data directory is created 0700; the password is ``NEO4J_PASSWORD`` when set (≥ 8
+  characters), else one generated on first start and kept in ``DIR/password`` (0600);
+  clients (`loaders.graph.store`) find it for that server's URI through the registry
+  ``~/.graphkit/local-servers.json`` (``GRAPHKIT_HOME``), so start-then-load needs no setup;
+- ``neo4j.pid`` is written as soon as the process exists, so an interrupted start leaves a
+  server that `status` and `stop` see; a pid is trusted only while that process is this
+  server (its command line names the launcher and this data directory), so a stale or
+  reused pid, or an empty pid file, reads as "not running" and is never signalled.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,7 +38,8 @@ def _project() -> Path:
 PROJECT = _project()
 BUILD_CACHE = Path(os.environ.get("GRAPHKIT_CACHE", Path.home() / ".cache" / "graphkit")) / "neo4j-local"
 DEFAULT_DIR = Path(os.environ.get("GRAPHKIT_NEO4J_DIR", Path.home() / ".graphkit" / "neo4j"))
-DEFAULT_PASSWORD = "graphkit-local"
+MIN_PASSWORD = 8
+"""Neo4j refuses shorter passwords."""
 
 
 class Neo4jLocalError(GraphkitError, RuntimeError):
@@ -77,18 +88,64 @@ def build() -> Path:
     return project / "target"
 
 
+def _is_our_server(pid: int, directory: Path) -> bool:
+    """Whether process `pid` is the launcher serving `directory` (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True  # no /proc (macOS): alive is all we can tell
+    args = [a.decode(errors="replace") for a in cmdline]
+    return "graphkit.LocalNeo4j" in args and str(Path(directory).resolve() / "data") in args
+
+
 def status(directory: Path = DEFAULT_DIR) -> ServerInfo | None:
-    """The server running from `directory`, or None."""
+    """The server running from `directory`, or None (a stale, foreign or empty pid file is removed)."""
     pid_file = Path(directory) / "neo4j.pid"
     if not pid_file.exists():
         return None
-    pid_text, uri = pid_file.read_text().split()
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
+    parts = pid_file.read_text(errors="replace").split()
+    if len(parts) != 2 or not parts[0].isdigit() or not _is_our_server(int(parts[0]), Path(directory)):
         pid_file.unlink(missing_ok=True)
         return None
-    return ServerInfo(uri, int(pid_text), Path(directory))
+    return ServerInfo(parts[1], int(parts[0]), Path(directory))
+
+
+def registry() -> Path:
+    """The file where local servers are listed by URI (for clients to find their password)."""
+    return Path(os.environ.get("GRAPHKIT_HOME", Path.home() / ".graphkit")) / "local-servers.json"
+
+
+def _register(uri: str, directory: Path) -> None:
+    path = registry()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    known = json.loads(path.read_text()) if path.exists() else {}
+    known[uri] = str(directory)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(known, indent=2))
+    os.replace(tmp, path)
+
+
+def password_for(directory: Path, given: str | None = None) -> str:
+    """The server's password: `given` or ``NEO4J_PASSWORD``, else DIR/password (made on first use)."""
+    password = given or os.environ.get("NEO4J_PASSWORD") or ""
+    stored = Path(directory) / "password"
+    if not password and stored.exists():
+        password = stored.read_text().strip()
+    if not password:
+        password = secrets.token_urlsafe(18)
+        fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+    if len(password) < MIN_PASSWORD:
+        raise Neo4jLocalError(
+            f"the Neo4j password must have at least {MIN_PASSWORD} characters (Neo4j refuses shorter ones); "
+            "set a longer NEO4J_PASSWORD, or unset it to use a generated one"
+        )
+    return password
 
 
 def start(
@@ -100,8 +157,9 @@ def start(
     if running is not None:
         return running
     target = build()
-    directory.mkdir(parents=True, exist_ok=True)
-    password = password or os.environ.get("NEO4J_PASSWORD") or DEFAULT_PASSWORD
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)
+    password = password_for(directory, password)
     log = (directory / "neo4j.log").open("w")
     classpath = f"{target / 'classes'}{os.pathsep}{target / 'lib' / '*'}"
     proc = subprocess.Popen(
@@ -122,15 +180,20 @@ def start(
         start_new_session=True,
     )
     uri = f"bolt://127.0.0.1:{port}"
+    (directory / "neo4j.pid").write_text(f"{proc.pid} {uri}\n")  # before waiting: Ctrl-C leaves it findable
+    _register(uri, directory)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise Neo4jLocalError(f"Neo4j exited with code {proc.returncode}; see {directory / 'neo4j.log'}")
+            (directory / "neo4j.pid").unlink(missing_ok=True)
+            tail = (directory / "neo4j.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise Neo4jLocalError(
+                f"Neo4j exited with code {proc.returncode}: {' / '.join(tail)} (full log: {directory / 'neo4j.log'})"
+            )
         if "ready bolt://" in (directory / "neo4j.log").read_text(errors="replace") and _answers(uri, password):
-            (directory / "neo4j.pid").write_text(f"{proc.pid} {uri}\n")
             return ServerInfo(uri, proc.pid, directory)
         time.sleep(0.5)
-    proc.terminate()
+    stop(directory)
     raise Neo4jLocalError(f"Neo4j did not answer on {uri} within {timeout:.0f} s; see {directory / 'neo4j.log'}")
 
 
@@ -231,8 +294,8 @@ def bulk_load(
     manifest = read_manifest(run)
     dictionary = name or short_name(manifest["dictionary"])
     model = short_name(manifest["model"])
-    password = password or os.environ.get("NEO4J_PASSWORD") or DEFAULT_PASSWORD
     info = start(directory, port=port, password=password)
+    password = password_for(Path(directory).resolve(), password)
     uri = info.uri.replace("bolt://", f"bolt://neo4j:{password}@")
     store = open_store(uri)
     try:

@@ -34,6 +34,7 @@ WRITE_QUERIES = {
     "write_steering",
     "link_steering",
     "delete_orphan_steering",  # tests/test_cli.py (graphkit drop)
+    "delete_dictionary_relationships",
 }
 
 

@@ -328,6 +328,19 @@ def run_tables(
     )
 
 
+def delete_features(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = 10_000) -> int:
+    """Delete a dictionary's features: their relationships first, `batch_size` at a time, then
+    the bare nodes, so no transaction grows with a feature's degree (Neo4j's transaction memory
+    limit). Returns the features deleted."""
+    params = {"dictionary": dictionary, "limit": batch_size}
+    while store.write(cypher("delete_dictionary_relationships"), params)[0]["deleted"]:
+        pass
+    deleted = 0
+    while n := store.write(cypher("delete_dictionary_features"), params)[0]["deleted"]:
+        deleted += int(n)
+    return deleted
+
+
 def drop_dictionary(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = 10_000) -> int:
     """Remove `dictionary` and its features (with their edges, activations and steering links)
     from `store`; returns the features deleted. Features go first, in batches, and the
@@ -337,11 +350,7 @@ def drop_dictionary(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_si
         raise StoreError(
             f"store {store.spec} holds no dictionary {dictionary!r} (it holds: {', '.join(sorted(held)) or 'none'})"
         )
-    deleted = 0
-    while n := store.write(cypher("delete_dictionary_features"), {"dictionary": dictionary, "limit": batch_size})[0][
-        "deleted"
-    ]:
-        deleted += int(n)
+    deleted = delete_features(store, dictionary, batch_size)
     store.write(cypher("delete_orphan_steering"))
     store.write(cypher("delete_dictionary"), {"dictionary": dictionary})
     return deleted
@@ -377,10 +386,7 @@ def load_run(
     t = run_tables(run, manifest, dictionary, model, rule or MotorRule(), present)  # refuses a bad run
 
     store.write(cypher("delete_dictionary"), {"dictionary": dictionary})
-    while store.write(cypher("delete_dictionary_features"), {"dictionary": dictionary, "limit": batch_size})[0][
-        "deleted"
-    ]:
-        pass
+    delete_features(store, dictionary, batch_size)
     for label in ("Token", "Feature", "FEEDS", "PROMOTES", "SUPPRESSES", "FIRES_ON"):
         store.bulk(label, t.tables[label], batch_size, progress)
     store.write(cypher("upsert_dictionary"), t.dictionary)

@@ -17,6 +17,7 @@ the subset both engines run the same way (no list comprehensions, no null parame
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -187,6 +188,18 @@ class EmbeddedStore(_StoreBase):
         self.db.close()
 
 
+def _local_password(uri: str) -> str:
+    """The password of a local server `graphkit neo4j start` made for `uri` (its registry), or ""."""
+    parts = urlsplit(uri)
+    key = f"bolt://{parts.hostname}:{parts.port or 7687}"
+    registry = Path(os.environ.get("GRAPHKIT_HOME", Path.home() / ".graphkit")) / "local-servers.json"
+    try:
+        directory = json.loads(registry.read_text()).get(key)
+        return (Path(directory) / "password").read_text().strip() if directory else ""
+    except (OSError, ValueError):
+        return ""
+
+
 class Neo4jStore(_StoreBase):
     """Neo4j 5 over Bolt with the official driver."""
 
@@ -198,7 +211,7 @@ class Neo4jStore(_StoreBase):
 
         parts = urlsplit(uri)
         user = parts.username or os.environ.get("NEO4J_USER", "neo4j")
-        password = parts.password or os.environ.get("NEO4J_PASSWORD", "")
+        password = parts.password or os.environ.get("NEO4J_PASSWORD", "") or _local_password(uri)
         netloc = parts.hostname or "localhost"
         if parts.port:
             netloc += f":{parts.port}"

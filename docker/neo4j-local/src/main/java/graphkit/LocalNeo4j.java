@@ -36,7 +36,7 @@ public final class LocalNeo4j {
         }
         String password = System.getenv().getOrDefault("NEO4J_PASSWORD", "");
         if (password.length() < 8) {
-            System.err.println("NEO4J_PASSWORD must be set to at least 8 characters");
+            System.err.println("NEO4J_PASSWORD must have at least 8 characters (Neo4j refuses shorter ones)");
             System.exit(2);
         }
         Files.createDirectories(dir);
@@ -46,6 +46,8 @@ public final class LocalNeo4j {
                 .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.DISABLED)
                 .setConfig(HttpConnector.enabled, false)
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
+                // LOAD CSV FROM 'file:///…' would read any file this user can: off
+                .setConfig(GraphDatabaseSettings.allow_file_urls, false)
                 .build();
         try {
             dbms.database("system").executeTransactionally(
