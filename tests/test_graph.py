@@ -251,27 +251,82 @@ def test_injection_through_parameters_changes_nothing(stores, evil: str) -> None
         assert store.read("MATCH (f:Feature {id: 'pwned'}) RETURN count(f) AS n")[0]["n"] == 0
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "CREATE (:Token {id: 'w', model: 'm', text: 'w'})",
-        "MATCH (f:Feature) DETACH DELETE f",
-        "match (f:Feature) set f.density = 0 return f.id",
-        "MATCH (f:Feature) WITH f MERGE (t:Token {id: 'x'}) RETURN count(*)",
-    ],
-)
+SECRET = Path("/tmp/graphkit-test-secret.txt")
+"""A file the statements below try to read (0600) or to write next to."""
+
+REFUSED_STATEMENTS = [
+    "CREATE (:Token {id: 'w', model: 'm', text: 'w'})",
+    "MATCH (f:Feature) DETACH DELETE f",
+    "match (f:Feature) set f.density = 0 return f.id",
+    "MATCH (f:Feature) WITH f MERGE (t:Token {id: 'x'}) RETURN count(*)",
+    # guard bypasses found before: a quote in a block comment, a backtick name, a bare \r
+    "MATCH (n) /* ' */ CREATE (:Token {id: 'c1', model: 'm', text: 'c'}) //'",
+    "MATCH (`a'`) CREATE (:Token {id: 'c2', model: 'm', text: 'c'}) RETURN 1 //`",
+    "MATCH (f:Feature) RETURN f.id // c\rCREATE (:Token {id: 'c3', model: 'm', text: 'c'})",
+    # files, the network, server state
+    f"LOAD CSV FROM 'file://{SECRET}' AS l RETURN l",
+    "LOAD CSV FROM 'http://127.0.0.1:9/x.csv' AS l RETURN l",
+    f"LOAD FROM '{SECRET}' RETURN *",
+    f"COPY (MATCH (f:Feature) RETURN f.id) TO '{SECRET}.out.csv'",
+    f"EXPORT DATABASE '{SECRET}.export'",
+    "CHECKPOINT",
+    "SHOW TRANSACTIONS",
+    "TERMINATE TRANSACTIONS 'neo4j-transaction-1'",
+    "CALL dbms.components()",
+]
+
+
+@pytest.mark.parametrize("statement", REFUSED_STATEMENTS)
 def test_cypher_command_refuses_writes(stores, statement: str) -> None:
+    SECRET.write_text("secret\n")
+    SECRET.chmod(0o600)
     for store in stores.values():
         before = store.read("MATCH (n) RETURN count(n) AS n")[0]["n"]
         res = CliRunner().invoke(main, ["cypher", statement, "--store", store.spec], env=_env(store))
-        assert res.exit_code != 0 and "read-only" in res.output
+        assert res.exit_code != 0 and "read-only" in res.output, res.output
+        assert "secret" not in res.output
         assert store.read("MATCH (n) RETURN count(n) AS n")[0]["n"] == before
+    assert not Path(f"{SECRET}.out.csv").exists() and not Path(f"{SECRET}.export").exists()
     # reads pass
     res = CliRunner().invoke(
         main,
         ["cypher", "MATCH (f:Feature) RETURN count(f) AS n", "--store", stores["embedded"].spec, "--json"],
     )
     assert res.exit_code == 0 and json.loads(res.output)[0]["n"] == 72
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # keywords as map keys and properties
+        "MATCH (f:Feature) WITH {load: 1, set: 2} AS m RETURN m.load AS l, m.set AS s LIMIT 1",
+        "MATCH (f:Feature) /* CREATE */ RETURN count(f) AS n",
+        "MATCH (f:Feature) WHERE f.id <> 'CREATE (x)' RETURN count(f) AS n",
+    ],
+)
+def test_reads_that_look_like_writes_pass(stores, statement: str) -> None:
+    for store in stores.values():
+        res = CliRunner().invoke(main, ["cypher", statement, "--store", store.spec, "--json"], env=_env(store))
+        assert res.exit_code == 0, res.output
+
+
+def test_neo4j_plans_are_checked_before_a_read_runs(stores) -> None:
+    from loaders.graph import store as store_module
+
+    neo = open_store(stores["neo4j"].spec.replace("bolt://", "bolt://neo4j:graphkit-test-pw@"), read_only=True)
+    original = store_module.check_read_only
+    store_module.check_read_only = lambda q: None  # the guard missed it: Neo4j's plan still says 'w'
+    try:
+        with pytest.raises(StoreError, match="plans this statement as 'w'"):
+            neo.read("CREATE (:Token {id: 'planned', model: 'm', text: 'p'})")
+    finally:
+        store_module.check_read_only = original
+    assert stores["neo4j"].read("MATCH (t:Token {id: 'planned'}) RETURN count(t) AS n")[0]["n"] == 0
+
+
+def test_query_names_are_names_not_paths(stores) -> None:
+    res = CliRunner().invoke(main, ["query", "../cypher/feature", "--store", stores["embedded"].spec])
+    assert res.exit_code == 1 and "named by its file's stem" in res.output
 
 
 def test_neo4j_read_only_session_refuses_writes_the_guard_misses(stores) -> None:

@@ -39,9 +39,15 @@ def _cypher_dir() -> Path:
 
 
 CYPHER_DIR = _cypher_dir()
-WRITE_CLAUSES = re.compile(
-    r"\b(CREATE|MERGE|DELETE|DETACH|SET|REMOVE|DROP|COPY|ALTER|LOAD|INSTALL|ATTACH|IMPORT|FOREACH)\b", re.I
+REFUSED = re.compile(
+    r"(?<![.\w$])(?:(CREATE|MERGE|DELETE|DETACH|SET|REMOVE|DROP|COPY|ALTER|LOAD|INSTALL|ATTACH|IMPORT|EXPORT|"
+    r"CHECKPOINT|FOREACH|TERMINATE|SHOW|GRANT|DENY|REVOKE)(?![\w$])(?!\s*:)|(CALL)\s+(?=[A-Za-z_`]))",
+    re.I,
 )
+"""Clauses a read never needs: writes, file and network I/O (LOAD CSV, LadybugDB's LOAD FROM /
+COPY TO / EXPORT / IMPORT / ATTACH), server state (CHECKPOINT, TERMINATE / SHOW TRANSACTIONS,
+security, databases) and procedures (CALL name; ``CALL { … }`` subqueries stay). A keyword
+after a dot is a property (``n.load``), before a colon a map key (``{load: 1}``)."""
 
 
 # The one place where the dialects differ in query text: two path functions the query files
@@ -70,6 +76,12 @@ class StoreError(GraphkitError, RuntimeError):
 
 
 def cypher(name: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise StoreError(f"query {name!r}: a query is named by its file's stem in cypher/ (letters, digits, _)")
+    return _cypher_file(name)
+
+
+def _cypher_file(name: str) -> str:
     """The text of ``cypher/NAME.cypher``."""
     path = CYPHER_DIR / f"{name}.cypher"
     if not path.exists():
@@ -78,12 +90,39 @@ def cypher(name: str) -> str:
     return path.read_text()
 
 
+def code_only(query: str) -> str:
+    """`query` with comments removed and string literals and backtick names blanked, so that
+    only Cypher keywords and names remain (a quote in a comment or a keyword in a name hides
+    nothing). Line comments end at ``\n`` or ``\r``."""
+    out, i, n = [], 0, len(query)
+    while i < n:
+        c = query[i]
+        if query.startswith("//", i):
+            while i < n and query[i] not in "\r\n":
+                i += 1
+        elif query.startswith("/*", i):
+            end = query.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            out.append(" ")
+        elif c in "'\"`":
+            i += 1
+            while i < n and query[i] != c:
+                i += 2 if query[i] == "\\" and c != "`" else 1
+            i += 1
+            out.append(" _ ")  # a literal or a name: never a keyword
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
 def check_read_only(query: str) -> None:
-    """Refuse a statement with a write clause (before the store's own read-only guard)."""
-    stripped = re.sub(r"//[^\n]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "", query)
-    m = WRITE_CLAUSES.search(stripped)
+    """Refuse what a read never needs (`REFUSED`), the friendly first line; the engines enforce
+    read-only themselves (a read-only LadybugDB; a READ session and EXPLAIN's query type on Neo4j)."""
+    m = REFUSED.search(code_only(query))
     if m:
-        raise StoreError(f"read-only: the statement contains the write clause {m.group(1).upper()!r}; refused")
+        word = (m.group(1) or m.group(2)).upper() + (" (a procedure)" if m.group(2) else "")
+        raise StoreError(f"read-only: the statement contains {word!r}, which a read does not need; refused")
 
 
 def _batches(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
@@ -245,6 +284,22 @@ class Neo4jStore(_StoreBase):
                 return session.execute_write(work) if write else session.execute_read(work)
         except Neo4jError as e:
             raise StoreError(f"Neo4j at {self.uri}: {e.message or e}") from e
+
+    def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """A read, checked three ways: the keyword guard, Neo4j's own plan (EXPLAIN's query type
+        must be ``r``: read only), and a READ-mode session."""
+        from neo4j.exceptions import Neo4jError
+
+        check_read_only(query)
+        query = translate(query, self.kind)
+        try:
+            with self.driver.session(database=self.database, default_access_mode="READ") as session:
+                kind = session.run("EXPLAIN " + query, params or {}).consume().query_type
+        except Neo4jError as e:
+            raise StoreError(f"Neo4j at {self.uri}: {e.message or e}") from e
+        if kind != "r":
+            raise StoreError(f"read-only: Neo4j plans this statement as {kind!r}, not a read; refused")
+        return self._execute(query, params, write=False)
 
     def bulk(self, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
         self.write_rows(cypher(f"load_{name.lower()}"), table.to_pylist(), batch_size, desc=name, progress=progress)
