@@ -42,10 +42,11 @@ from tqdm import tqdm
 
 from loaders.connections import Candidates, candidates, edge_table, residual_writes
 from loaders.corpus import Corpus, CorpusError, Cursor, split_key
-from loaders.dictionary import Dictionary, load_dictionary
+from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
 from loaders.errors import GraphkitError
+from loaders.files import content_hash
 from loaders.logit_lens import top_unembeds
-from loaders.model import HookedModel
+from loaders.model import HookedModel, resolve_model
 from loaders.pairs import BlockPlan, default_budget
 from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, StatsConfig, stream_pass
 
@@ -162,15 +163,23 @@ def collect(
     source = Corpus(corpus)
     if next(source.records(), None) is None:
         raise CorpusError(f"{corpus}: the corpus holds no documents (empty files or only blank lines)")
-    identity = {"model": model_name, "dictionary": dictionary_name, "corpus": source.fingerprint()}
-    inputs = identity | {"options": asdict(cfg) | {"device": None, "ray": None, "workers": None}}
     manifest = json.loads(run.manifest.read_text()) if run.manifest.exists() else None
+    known = (manifest or {}).get("content_files", {})
+    model_hash, known_model = content_hash(Path(resolve_model(model_name)), known.get("model"))
+    dict_hash, known_dict = content_hash(resolve_dictionary(dictionary_name), known.get("dictionary"))
+    identity = {
+        "model": model_name,
+        "dictionary": dictionary_name,
+        "corpus": source.fingerprint(),
+        "content": {"model": model_hash, "dictionary": dict_hash},  # a file fixed in place is another run
+    }
+    inputs = identity | {"options": asdict(cfg) | {"device": None, "ray": None, "workers": None}}
     if manifest is not None and "identity_key" not in manifest:  # written before stage keys
         manifest["identity_key"] = _hash({k: manifest.get(k) for k in identity})
     if manifest is not None and manifest.get("identity_key") != _hash(identity):
         if not overwrite:
             raise RunExistsError(
-                f"{run.root} holds a run of another model, dictionary or corpus; "
+                f"{run.root} holds a run of another model, dictionary or corpus (or of their earlier contents); "
                 "pass --overwrite to replace it, or choose another --out"
             )
         shutil.rmtree(run.root)
@@ -179,6 +188,7 @@ def collect(
     if manifest is None:
         manifest = {"identity_key": _hash(identity), "stages": {}}
     manifest |= {"inputs_key": _hash(inputs), **inputs}
+    manifest["content_files"] = {"model": known_model, "dictionary": known_dict}
     _write_json(manifest, run.manifest)
 
     model = HookedModel.load(model_name, device=cfg.device, dtype=DTYPES[cfg.dtype])

@@ -47,3 +47,33 @@ def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
         for a in arrays.values():
             np.ascontiguousarray(a).tofile(f)
     os.replace(tmp, path)
+
+
+def content_hash(path: Path, known: dict[str, list] | None = None) -> tuple[str, dict[str, list]]:
+    """SHA-256 over every file under `path` (relative name and content), so a run is keyed by
+    what a model or dictionary *is*, not where it lives: fixing a file in place changes it.
+
+    `known` maps file → [size, mtime_ns, sha256] from an earlier call (a run's manifest); a
+    file whose size and mtime are unchanged is not read again (a 53 GB CLT is hashed once).
+    Returns the digest and the updated `known`.
+    """
+    import hashlib
+
+    root = Path(path)
+    files = (
+        sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) if root.is_dir() else [root]
+    )
+    known = dict(known or {})
+    total = hashlib.sha256()
+    for f in files:
+        name = str(f.relative_to(root)) if root.is_dir() else f.name
+        st = f.stat()
+        cached = known.get(name)
+        if cached is None or cached[:2] != [st.st_size, st.st_mtime_ns]:
+            h = hashlib.sha256()
+            with f.open("rb") as fh:
+                while block := fh.read(1 << 22):
+                    h.update(block)
+            known[name] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
+        total.update(name.encode() + b"\0" + known[name][2].encode())
+    return total.hexdigest(), known

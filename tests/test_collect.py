@@ -287,3 +287,31 @@ def test_the_example_window_is_chosen_at_collect_time(setup: dict[str, Path], tm
         rows = pq.read_table(out / "examples.parquet").to_pylist()
         lengths[w] = max(len(r["tokens"]) for r in rows)
     assert lengths[3] == 7 and lengths[16] > 7
+
+
+def test_a_dictionary_fixed_in_place_is_another_run(setup: dict[str, Path], tmp_path: Path) -> None:
+    """Runs are keyed by content: rerunning after editing a dictionary file at the same path
+    does not report the stale run as done, and a load of the new run is not "already held"."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    dictionary = tmp_path / "clt"
+    shutil.copytree(setup["clt"], dictionary)
+    out = tmp_path / "run"
+    args = ["collect", "--model", setup["model"], "--dictionary", dictionary, "--corpus", setup["corpus"]]
+    assert invoke(*args, "--out", out).exit_code == 0
+    key = json.loads((out / "manifest.json").read_text())["inputs_key"]
+    store = str(tmp_path / "store")
+    assert invoke("load", out, "--store", store).exit_code == 0
+    data = load_file(dictionary / "W_enc_0.safetensors")
+    data["b_enc_0"] = data["b_enc_0"] + 0.5
+    save_file(data, dictionary / "W_enc_0.safetensors")
+    res = CliRunner().invoke(main, [str(a) for a in (*args, "--out", out)])
+    assert res.exit_code == 1 and "earlier contents" in res.output
+    assert invoke(*args, "--out", out, "--overwrite").exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["inputs_key"] != key
+    res = CliRunner().invoke(main, ["load", str(out), "--store", store])
+    assert res.exit_code == 1 and "from another run" in res.output, "not the stale 'already held'"
+    res = CliRunner().invoke(main, ["load", str(out), "--store", store, "--replace"])
+    assert res.exit_code == 0 and "loaded clt" in res.stdout
