@@ -75,3 +75,20 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         progress=False,
     )
     return root / "run"
+
+
+def loaded_store(kind: str, request: pytest.FixtureRequest, run: Path, tmp_path: Path, **load: object) -> str:
+    """A store of `kind` ("embedded": under tmp_path; "neo4j": the session server, cleared)
+    with `run` loaded (keyword arguments go to `load_run`); returns its spec."""
+    from loaders.graph.load import load_run
+    from loaders.graph.store import open_store
+
+    if kind == "embedded":
+        spec = str(tmp_path / "graph")
+    else:
+        spec = request.getfixturevalue("neo4j_uri")
+        clear_neo4j(spec)
+    store = open_store(spec)
+    load_run(run, store, progress=False, **load)  # type: ignore[arg-type]
+    store.close()
+    return spec

@@ -11,9 +11,7 @@ from click.testing import CliRunner
 
 from graphkit.checks import Workspace
 from graphkit.cli import main
-from loaders.graph.load import load_run
-from loaders.graph.store import open_store
-from tests.conftest import NEO4J_PASSWORD, clear_neo4j
+from tests.conftest import NEO4J_PASSWORD, loaded_store
 
 PROMPT = "What is the color of grass? Answer in one word within <answer></answer>"
 ENV = {"NEO4J_USER": "neo4j", "NEO4J_PASSWORD": NEO4J_PASSWORD}
@@ -21,15 +19,7 @@ ENV = {"NEO4J_USER": "neo4j", "NEO4J_PASSWORD": NEO4J_PASSWORD}
 
 @pytest.fixture(params=["embedded", "neo4j"])
 def store_spec(request, tiny_run: Path, tmp_path: Path) -> str:
-    if request.param == "embedded":
-        spec = str(tmp_path / "graph")
-    else:
-        spec = request.getfixturevalue("neo4j_uri")
-        clear_neo4j(spec)
-    store = open_store(spec)
-    load_run(tiny_run, store, progress=False)
-    store.close()
-    return spec
+    return loaded_store(request.param, request, tiny_run, tmp_path)
 
 
 def test_analyze_writes_activations_that_queries_select(store_spec: str) -> None:

@@ -15,9 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from graphkit.cli import main
-from loaders.graph.load import load_run
 from loaders.graph.store import open_store
-from tests.conftest import NEO4J_PASSWORD, clear_neo4j
+from tests.conftest import NEO4J_PASSWORD, loaded_store
 
 
 def _edit(name: str, change: Callable[[pa.Table], pa.Table]) -> Callable[[Path], None]:
@@ -76,14 +75,7 @@ BAD_RUNS: dict[str, tuple[Callable[[Path], None], str]] = {
 
 @pytest.fixture(params=["embedded", "neo4j"])
 def loaded(request, tiny_run: Path, tmp_path: Path) -> tuple[str, dict[str, int]]:
-    if request.param == "embedded":
-        spec = str(tmp_path / "graph")
-    else:
-        spec = request.getfixturevalue("neo4j_uri")
-        clear_neo4j(spec)
-    store = open_store(spec)
-    load_run(tiny_run, store, name="good", progress=False)
-    store.close()
+    spec = loaded_store(request.param, request, tiny_run, tmp_path, name="good")
     return spec, counts(spec)
 
 
