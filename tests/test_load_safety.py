@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from graphkit.cli import main
+from loaders.graph.load import load_run
 from loaders.graph.store import open_store
 from tests.conftest import NEO4J_PASSWORD, loaded_store
 
@@ -105,3 +106,31 @@ def test_a_bad_run_is_refused_and_the_loaded_dictionary_stays(
     assert res.exit_code == 1, res.output
     assert message in res.output and "Traceback" not in res.output
     assert counts(spec) == before and before["edges"] > 0
+
+
+def test_a_store_left_mid_checkpoint_is_recovered_for_reading(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer killed during a checkpoint leaves a store LadybugDB will not open read-only
+    (seen in 2 of 16 SIGKILLs of a load: docs/reliability.md). Reads recover it with the
+    engine's own recovery (one read-write open) instead of failing."""
+    import ladybug
+
+    from loaders.graph.store import PENDING_RECOVERY
+
+    spec = str(tmp_path / "graph")
+    s = open_store(spec)
+    load_run(tiny_run, s, progress=False)
+    s.close()
+    real, opened = ladybug.Database, []
+
+    def database(path: str, read_only: bool = False):
+        opened.append(read_only)
+        if read_only and len(opened) == 1:
+            raise RuntimeError(f"Runtime exception: Cannot open database in read-only mode while {PENDING_RECOVERY}.")
+        return real(path, read_only=read_only)
+
+    monkeypatch.setattr(ladybug, "Database", database)
+    res = CliRunner().invoke(main, ["cypher", "MATCH (f:Feature) RETURN count(f) AS n", "--store", spec, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == [{"n": 72}] and opened == [True, False, True]

@@ -162,6 +162,31 @@ class _StoreBase:
                 bar.update(len(batch))
 
 
+PENDING_RECOVERY = "checkpoint recovery is pending"
+"""LadybugDB's words for a store whose writer was killed during a checkpoint."""
+
+
+def _open_database(path: Path, read_only: bool) -> Any:
+    """The LadybugDB database at `path`. A read-only open of a store whose writer was killed in
+    the middle of a checkpoint is refused by the engine; one read-write open finishes the
+    checkpoint (the engine's own recovery), after which the read-only open succeeds."""
+    import ladybug
+
+    try:
+        return ladybug.Database(str(path), read_only=read_only)
+    except RuntimeError as e:
+        if not (read_only and PENDING_RECOVERY in str(e)):
+            raise StoreError(f"cannot open the embedded store {path.parent}: {e}") from e
+    try:
+        ladybug.Database(str(path)).close()
+    except RuntimeError as e:
+        raise StoreError(
+            f"the embedded store {path.parent} was interrupted during a checkpoint and cannot be recovered now "
+            f"({e}); if another graphkit process is writing to it, retry when it has finished"
+        ) from e
+    return ladybug.Database(str(path), read_only=True)
+
+
 class EmbeddedStore(_StoreBase):
     """LadybugDB in-process; the database lives in ``DIR/graph.lbug``."""
 
@@ -181,7 +206,7 @@ class EmbeddedStore(_StoreBase):
             raise StoreError(f"no graph store at {directory}; write one with `graphkit load RUN --store {directory}`")
         Path(directory).mkdir(parents=True, exist_ok=True)
         self.read_only = read_only
-        self.db = ladybug.Database(str(path), read_only=read_only)
+        self.db = _open_database(path, read_only)
         self.conn = ladybug.Connection(self.db)
 
     def _execute(self, query: str, params: dict[str, Any] | None, write: bool) -> list[dict[str, Any]]:
