@@ -18,8 +18,10 @@ directory holding a run of another model, dictionary or corpus is refused withou
 3. ``examples.parquet``: per feature its top activating examples (token ids, tokens,
    per-token activations, decoded window);
 4. ``connections.parquet``: kept edges (`loaders.connections.edges`);
-5. ``manifest.json``: model, dictionary, corpus path and hash, documents, windows and tokens
-   seen, the block plan (blocks, passes, bytes), options, versions.
+5. ``manifest.json``: model, dictionary, corpus path and hash, the content hashes of model and
+   dictionary, documents, windows and tokens seen, the block plan (blocks, passes, bytes),
+   options, versions, and the SHA-256 of each output file (``outputs``: `graphkit load`
+   checks that the files are the ones this manifest describes).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import torch
 from tqdm import tqdm
 
 from loaders.connections import Candidates, candidates, edge_table, residual_writes
-from loaders.corpus import Corpus, CorpusError, Cursor, split_key
+from loaders.corpus import Corpus, CorpusError, Cursor, file_hash, split_key
 from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
 from loaders.errors import GraphkitError
 from loaders.files import content_hash
@@ -255,15 +257,18 @@ def collect(
     vocab = _token_strings(model)
     if not done("features", run.features):
         _write_parquet(_features_table(model, d, stats, vocab, cfg.n_unembeds), run.features)
+        manifest.setdefault("outputs", {})["features.parquet"] = file_hash(run.features)
         mark("features")
     if not done("examples", run.examples):
         _write_parquet(_examples_table(d.layers, stats, vocab, model.tokenizer), run.examples)
+        manifest.setdefault("outputs", {})["examples.parquet"] = file_hash(run.examples)
         mark("examples")
     if not done("connections", run.connections):
         cands = Candidates.empty()
         for p in range(passes):
             cands = cands.concat(Candidates.load(run.candidates(p)))
         _write_parquet(pa.table(edge_table(cands.prune(cfg.top_k), d.layers, F)), run.connections)
+        manifest.setdefault("outputs", {})["connections.parquet"] = file_hash(run.connections)
         mark("connections")
     return run
 

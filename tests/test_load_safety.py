@@ -20,16 +20,35 @@ from loaders.graph.store import open_store
 from tests.conftest import NEO4J_PASSWORD, loaded_store
 
 
-def _edit(name: str, change: Callable[[pa.Table], pa.Table]) -> Callable[[Path], None]:
+def _edit(name: str, change: Callable[[pa.Table], pa.Table], rehash: bool = True) -> Callable[[Path], None]:
+    """Rewrite a run file; with `rehash`, its manifest is made to describe the new file (a run
+    whose files are consistent with its manifest but wrong), else the manifest is left alone."""
+
     def apply(run: Path) -> None:
+        from loaders.corpus import file_hash
+
         pq.write_table(change(pq.read_table(run / name)), run / name)
+        if rehash:
+            manifest = json.loads((run / "manifest.json").read_text())
+            manifest["outputs"][name] = file_hash(run / name)
+            (run / "manifest.json").write_text(json.dumps(manifest))
 
     return apply
 
 
+def _doubled(t: pa.Table) -> pa.Table:
+    twera = pc.multiply(t.column("twera"), 2.0)
+    return t.set_column(t.schema.get_field_index("twera"), "twera", twera)
+
+
 def _truncate(run: Path) -> None:
+    from loaders.corpus import file_hash
+
     data = (run / "features.parquet").read_bytes()
     (run / "features.parquet").write_bytes(data[: len(data) // 2])
+    manifest = json.loads((run / "manifest.json").read_text())  # as if collect had written it so
+    manifest["outputs"]["features.parquet"] = file_hash(run / "features.parquet")
+    (run / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _unknown_target(t: pa.Table) -> pa.Table:
@@ -65,6 +84,7 @@ BAD_RUNS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "a NaN edge": (_edit("connections.parquet", _nan_twera), "non-finite twera"),
     "no manifest": (lambda run: (run / "manifest.json").unlink(), "not a run directory"),
+    "files of another run": (_edit("connections.parquet", _doubled, rehash=False), "is not the file"),
     "unfinished": (
         lambda run: (run / "manifest.json").write_text(
             json.dumps(json.loads((run / "manifest.json").read_text()) | {"stages": {}, "inputs_key": "x"})

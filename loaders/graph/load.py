@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from loaders.corpus import file_hash
 from loaders.graph import schema
 from loaders.graph.store import EmbeddedStore, Neo4jStore, StoreError, cypher
 from loaders.motor import MotorRule
@@ -276,6 +277,14 @@ def read_manifest(run: Path) -> dict:
     missing = [s for s in ("features", "examples", "connections") if not manifest.get("stages", {}).get(s)]
     if missing:
         raise StoreError(f"{run}: collect has not finished ({', '.join(missing)} missing); rerun `graphkit collect`")
+    for name, digest in manifest.get("outputs", {}).items():
+        path = Path(run) / name
+        if path.exists() and file_hash(path) != digest:
+            raise RunError(
+                f"{path} is not the file {manifest_path} describes (its SHA-256 differs): the run's files "
+                f"come from another run than its manifest (dictionary {manifest.get('dictionary')!r}); "
+                "rerun `graphkit collect`"
+            )
     return manifest
 
 
