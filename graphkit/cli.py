@@ -7,6 +7,7 @@ prints one line and exits 1; Ctrl-C exits 130. ``graphkit --debug`` re-raises wi
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -144,42 +145,22 @@ def collect(
     overwrite: bool,
 ) -> None:
     """Compute feature statistics, top examples, unembeds and TWERA edges into a run directory."""
-    import dataclasses
     from pathlib import Path
-
-    import torch
 
     from loaders.collect import CollectConfig
     from loaders.collect import collect as run_collect
-    from loaders.pairs import parse_bytes
 
-    def given(**kw):
-        return {k: v for k, v in kw.items() if v is not None}
-
-    base = CollectConfig()
-    cfg = dataclasses.replace(
-        base,
-        stats=dataclasses.replace(
-            base.stats, **given(max_tokens=max_tokens, context=context, batch_tokens=batch_tokens, window=window)
-        ),
-        device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
-        exact_pairs=exact_pairs,
-        **given(
-            top_k=top_k,
-            dtype=dtype,
-            memory_budget=None if memory_budget is None else parse_bytes(memory_budget),
-            ray=ray_address,
-            workers=workers,
-        ),
-    )
+    cfg = CollectConfig.from_options(
+        top_k=top_k, max_tokens=max_tokens, context=context, batch_tokens=batch_tokens, window=window,
+        dtype=dtype, memory_budget=memory_budget, exact_pairs=exact_pairs or None, ray=ray_address,
+        workers=workers, device=device,
+    )  # fmt: skip
     run = run_collect(model_name, dictionary, corpus, Path(out), cfg, overwrite=overwrite)
-    manifest = __import__("json").loads(run.manifest.read_text())
+    m = json.loads(run.manifest.read_text())
     click.echo(
-        f"{run.root}: {manifest['tokens_seen']} tokens in {manifest['windows_seen']} windows "
-        f"from {manifest['documents_seen']} documents"
+        f"{run.root}: {m['tokens_seen']} tokens in {m['windows_seen']} windows from {m['documents_seen']} documents"
     )
-    for path in (run.features, run.examples, run.connections):
-        click.echo(f"  {path}")
+    click.echo("\n".join(f"  {p}" for p in (run.features, run.examples, run.connections)))
 
 
 STORE = click.option(
@@ -252,39 +233,21 @@ def drop(dictionary: str, store: str, yes: bool) -> None:
 
 
 def _neighbours(
-    direction: str,
-    feature: str,
-    store: str,
-    dictionary: str | None,
-    k: int,
-    hops: int,
-    sign: str,
-    as_json: bool,
+    direction: str, feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, as_json: bool
 ) -> None:
-    import json
-
+    from graphkit import text
     from graphkit.graph import neighbourhood_json
 
     g = _graph(store, dictionary)
     layer, index = g.resolve(feature)
-    if as_json:  # one shape for every --hops: {root, nodes, edges}, full ids
-        nb = g.neighbourhood(layer, index, hops=hops, k=k, direction=direction, sign=sign)  # type: ignore[arg-type]
-        click.echo(json.dumps(neighbourhood_json(g.id(layer, index), nb), indent=2))
-        return
-    if hops == 1:
-        edges = (g.downstream if direction == "down" else g.upstream)(layer, index, k=k, sign=sign)  # type: ignore[arg-type]
-        click.echo(f"{'downstream' if direction == 'down' else 'upstream'} of {g.id(layer, index)}:")
-        for e in edges:
-            motor = f"  [says {e.motor_word!r}]" if e.motor_word else ""
-            click.echo(
-                f"  {e.id:<20s} twera {e.twera:+.4g}  era {e.era:+.4g}  "
-                f"V {e.virtual_weight:+.4g}  {' '.join(map(repr, e.top_tokens[:5]))}{motor}"
-            )
-        return
     nb = g.neighbourhood(layer, index, hops=hops, k=k, direction=direction, sign=sign)  # type: ignore[arg-type]
-    for u, v, a in sorted(nb.edges(data=True), key=lambda t: (t[2]["hop"], -abs(t[2]["twera"]))):
-        motor = nb.nodes[v].get("motor_word")
-        click.echo(f"  hop {a['hop']}  {u} → {v}  twera {a['twera']:+.4g}" + (f"  [says {motor!r}]" if motor else ""))
+    if as_json:  # one shape for every --hops: {root, nodes, edges}, full ids
+        click.echo(json.dumps(neighbourhood_json(g.id(layer, index), nb), indent=2))
+    elif hops == 1:
+        found = (g.downstream if direction == "down" else g.upstream)(layer, index, k=k, sign=sign)  # type: ignore[arg-type]
+        click.echo(text.edges(g.id(layer, index), direction, found))
+    else:
+        click.echo(text.neighbourhood(nb))
 
 
 def _neighbour_command(direction: str):
@@ -319,65 +282,30 @@ def motor(feature: str | None, store: str, dictionary: str | None, word: str, k:
     ≥ 6 and ≥ 2 above the next word's (`loaders.motor`). `score` is that margin (z of the word −
     z of the next); for paths it is the product of normalized TWERA along the path.
     """
-    import dataclasses
-    import json
+    from graphkit import text
 
     g = _graph(store, dictionary)
     if feature is None:
-        rows = g.motor_features(word)[:k] if k else g.motor_features(word)
+        found: list = g.motor_features(word)
+        found = found[:k] if k else found
     else:
-        rows = [dataclasses.asdict(p) for p in g.motor_paths(*g.resolve(feature), k=k)]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=list))
-        return
-    if not rows:
-        click.echo("no motor features" + (" reachable" if feature else ""))
-    for r in rows:
-        via = " → ".join(r["via"]) if "via" in r else ""
-        click.echo(f"  {r['id']}  says {r['word']!r}  score {r['score']:+.4g}  {via}")
-
-
-def _parse_param(text: str) -> tuple[str, object]:
-    import json
-
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise click.BadParameter(f"{text!r} is not key=value")
-    for convert in (int, float):
-        try:
-            return key, convert(raw)
-        except ValueError:
-            pass
-    if raw.startswith(("[", "{", '"')) or raw in ("true", "false"):
-        try:
-            return key, json.loads(raw)
-        except json.JSONDecodeError:
-            pass
-    return key, raw
-
-
-def _print_rows(rows: list[dict], as_json: bool) -> None:
-    import json
-
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    for r in rows:
-        click.echo("  " + "  ".join(f"{k}={v}" for k, v in r.items()))
-    click.echo(f"({len(rows)} rows)")
+        found = g.motor_paths(*g.resolve(feature), k=k)
+    click.echo(text.as_json(found) if as_json else text.motor(found, reachable=feature is not None))
 
 
 def _read_and_print(
     store: str, statement: str, params: tuple[str, ...], as_json: bool, dictionary: str | None = None
 ) -> None:
+    from graphkit import text
     from graphkit.graph import FeatureGraph
     from loaders.graph.store import open_store
 
     s = open_store(store, read_only=True)
-    values = dict(_parse_param(p) for p in params)
+    values = dict(text.parse_param(p) for p in params)
     if any(k in values for k in ("id", "ids")):  # 1/517 means the store's dictionary's feature
         values = FeatureGraph(s, dictionary).full_ids(values)
-    _print_rows(s.read(statement, values), as_json)
+    rows = s.read(statement, values)
+    click.echo(text.as_json(rows) if as_json else text.rows(rows))
 
 
 @main.command()
@@ -474,31 +402,15 @@ def analyze(
     prompt: str, store: str, dictionary: str | None, k: int | None, answer_context: bool, as_json: bool
 ) -> None:
     """List the features active at each token of PROMPT and write them into the graph."""
-    import dataclasses
-    import json
-
+    from graphkit import text
     from graphkit.checks import ANALYZE_K, Workspace
 
     ws = Workspace.open(store, dictionary)
     result = ws.analyze(prompt, k=ANALYZE_K if k is None else k, answer_context=answer_context)
-    if as_json:
-        rows = dataclasses.asdict(result)
-        for t, pos in zip(result.positions, rows["positions"], strict=True):
-            for f, row in zip(t.features, pos["features"], strict=True):
-                row["id"] = ws.id(f.layer, f.index)
-        click.echo(json.dumps(rows, indent=2))
-        return
-    ids = [ws.id(f.layer, f.index) for t in result.positions for f in t.features]
-    unembeds = ws.top_tokens(ids)
-    if answer_context:
-        click.echo(f"answer context: {result.prompt!r}")
-    for t in result.positions:
-        click.echo(f"{t.position:3d} {t.token!r}")
-        for f in t.features:
-            fid = ws.id(f.layer, f.index)
-            top = " ".join(repr(x) for x in unembeds.get(fid, [])[:5])
-            click.echo(f"      {fid:<20s} {f.activation:7.3f}  {top}")
-    click.echo(f"wrote prompt {result.prompt_id} with {result.n_active} active (feature, position) pairs")
+    ids = {(f.layer, f.index): ws.id(f.layer, f.index) for t in result.positions for f in t.features}
+    click.echo(
+        text.analysis_json(result, ids) if as_json else text.analysis(result, ids, ws.top_tokens(list(ids.values())))
+    )
 
 
 @main.command()
@@ -535,53 +447,25 @@ def steer(
     max_new_tokens: int,
     as_json: bool,
 ) -> None:
-    """Steer FEATURES (LAYER/INDEX …) or what --select returns; print and record the outcomes."""
-    import dataclasses
-    import json
-    from typing import cast
-
+    """Steer FEATURES (ids) or what --select returns; print and record the outcomes."""
+    from graphkit import text
     from graphkit.checks import Workspace
-    from graphkit.steering import Mode, Positions
+    from graphkit.steering import Positions
 
     if bool(features) == bool(select):
         raise click.UsageError("give FEATURES or --select QUERY (one of them)")
     ws = Workspace.open(store, dictionary)
-    steer_mode = cast(Mode, mode)
-    where = Positions.parse(positions)
     chosen = (
-        ws.select(select, dict(_parse_param(p) for p in params)) if select else [ws.graph.resolve(f) for f in features]
+        ws.select(select, dict(text.parse_param(p) for p in params))
+        if select
+        else [ws.graph.resolve(f) for f in features]
     )
     results = ws.steer_features(
-        chosen,
-        prompt,
-        steer_mode,
-        value,
-        positions=where,
-        together=together,
-        on_generated=on_generated,
-        max_new_tokens=max_new_tokens,
-    )
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    dataclasses.asdict(r)
-                    | {"changed": r.changed, "ids": [ws.id(i.layer, i.index) for i in r.interventions]}
-                    for r in results
-                ],
-                indent=2,
-            )
-        )
-        return
-    click.echo(f"prompt: {prompt}\nbaseline: {results[0].baseline!r} → answer {results[0].baseline_answer!r}")
-    for r in results:
-        names = "+".join(ws.id(i.layer, i.index) for i in r.interventions)
-        flag = "CHANGED" if r.changed else "same"
-        click.echo(
-            f"  {names:20s} {mode} {value:+g}: {flag:7s} answer {r.steered_answer!r:14s} "
-            f"p({r.answer_token!r}) {r.prob_before:.3f} → {r.prob_after:.3f}"
-        )
-    click.echo(f"recorded {len(results)} steering result(s) in {ws.store.spec}")
+        chosen, prompt, mode, value, positions=Positions.parse(positions), together=together,  # type: ignore[arg-type]
+        on_generated=on_generated, max_new_tokens=max_new_tokens,
+    )  # fmt: skip
+    ids = {(i.layer, i.index): ws.id(i.layer, i.index) for r in results for i in r.interventions}
+    click.echo(text.steering_json(results, ids) if as_json else text.steering(results, ids, ws.store.spec))
 
 
 @main.command()
@@ -672,23 +556,14 @@ def bench_run(
 ) -> None:
     """Score one predictor on GROUPS under the protocol; save the result beside them."""
     from pathlib import Path
-    from typing import cast
 
     from graphkit.bench import report
     from graphkit.bench.groups import read_groups
-    from graphkit.bench.judge import CONDITIONS, Judge, JudgeConfig, Provider
-    from graphkit.bench.predictors import offline_ranker, run_predictor
+    from graphkit.bench.judge import JudgeConfig
+    from graphkit.bench.predictors import score_predictor
 
-    data = read_groups(Path(groups))
-    if predictor == "judge":
-        if condition not in CONDITIONS:
-            raise click.BadParameter(f"--condition must be one of {', '.join(CONDITIONS)}")
-        judge = Judge(JudgeConfig(provider=cast(Provider, provider), model=judge_model, base_url=base_url))
-        score = run_predictor(data, lambda g, order: judge.rank(data[g], order, condition), seed=seed)
-        name = f"judge:{judge_model}"
-    else:
-        score = run_predictor(data, offline_ranker(predictor, data, seed), seed=seed)
-        name = predictor
+    judge = JudgeConfig(provider=provider, model=judge_model, base_url=base_url)  # type: ignore[arg-type]
+    name, score = score_predictor(read_groups(Path(groups)), predictor, condition, judge, seed)
     path = report.save(Path(groups), name, condition, score)
     click.echo(
         f"{name} {condition}: {score.mean:.3f} [{score.low:.3f}, {score.high:.3f}] over {score.groups} groups "
@@ -725,29 +600,10 @@ def demo(out: str) -> None:
     """The research note's green example on the bundled model: collect → load → analyze → steer."""
     from pathlib import Path
 
+    from graphkit import text
     from graphkit.demo import run_demo
 
-    result = run_demo(Path(out))
-    for f in result.findings:
-        click.echo(f"\n{f.prompt}\n  model answers {f.baseline_answer!r}  ({f.baseline.strip()!r})")
-        if not f.candidates:
-            click.echo("  no active feature has 'green' among its top unembeds on this prompt")
-        for c in f.candidates:
-            r = c.result
-            verdict = f"CHANGES the answer to {r.steered_answer!r}" if r.changed else "does not change the answer"
-            click.echo(
-                f"  feature {c.layer}/{c.index}  act {c.activation:.2f}  top unembeds "
-                f"{' '.join(repr(t) for t in c.top_tokens[:4])}"
-            )
-            for ex in c.top_examples[:2]:
-                click.echo(f"      example: {ex[:90]}")
-            click.echo(f"      downstream: {', '.join(c.downstream[:4]) or '—'}")
-            click.echo(f"      motor features reached: {'; '.join(c.motor) or 'none'}")
-            click.echo(
-                f"      steered (c = {r.interventions[0].value:g}): {verdict}; "
-                f"p({r.answer_token!r}) {r.prob_before:.3f} → {r.prob_after:.3f}"
-            )
-    click.echo(f"\nreport: {result.report.resolve()}\n(run {result.run}, {result.seconds:.0f} s)")
+    click.echo(text.demo(run_demo(Path(out))))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Rows come back as frozen dataclasses; every value travels as a query parameter.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,6 +54,67 @@ class Edge:
             "top_tokens": list(self.top_tokens),
             "motor_word": self.motor_word,
         }
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature as the graph holds it (docs/schema.md)."""
+
+    id: str
+    dictionary: str
+    layer: int
+    index: int
+    count: int
+    """Counted positions where it is active."""
+    density: float
+    mean: float
+    max: float
+    top_tokens: tuple[str, ...]
+    """Top logit-lens tokens, best first."""
+    bottom_tokens: tuple[str, ...]
+    example_tokens: tuple[str, ...]
+    """Tokens where its top examples peak."""
+    example_summary: str
+    motor_word: str | None
+    """The word it says, if it is a motor feature."""
+    motor_score: float | None
+
+    @staticmethod
+    def from_row(r: dict[str, Any]) -> Feature:
+        return Feature(
+            r["id"], r["dictionary"], r["layer"], r["idx"], r["count"], r["density"], r["mean"], r["max"],
+            tuple(r["top_tokens"] or ()), tuple(r["bottom_tokens"] or ()), tuple(r["example_tokens"] or ()),
+            r["example_summary"] or "", r["motor_word"], r["motor_score"],
+        )  # fmt: skip
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class MotorFeature:
+    """A motor ("say X") feature."""
+
+    id: str
+    layer: int
+    index: int
+    word: str
+    score: float
+    """The motor rule's margin: z of the word − z of the next word (`loaders.motor`)."""
+
+
+@dataclass(frozen=True)
+class Lookalike:
+    """A feature that shares top-unembed or top-example words with another."""
+
+    id: str
+    layer: int
+    index: int
+    shared: int
+    """How many words they share."""
+    words: tuple[str, ...]
+    top_tokens: tuple[str, ...]
+    motor_word: str | None
 
 
 @dataclass(frozen=True)
@@ -154,14 +216,14 @@ class FeatureGraph:
                 out[key] = [self.id(*self.resolve(v)) if _looks_like_feature(v) else v for v in value]
         return out
 
-    def feature(self, layer: int, index: int) -> dict[str, Any]:
+    def feature(self, layer: int, index: int) -> Feature:
         rows = self.store.read(cypher("feature"), {"id": self.id(layer, index)})
         if not rows:
             raise StoreError(
                 f"no feature {layer}/{index} in dictionary {self.dictionary!r} "
                 f"({self.info['n_layers']} layers × {self.info['n_features']} features)"
             )
-        return rows[0]
+        return Feature.from_row(rows[0])
 
     def run(self, name: str, **params: Any) -> list[dict[str, Any]]:
         """Run ``cypher/NAME.cypher`` with `params`."""
@@ -213,14 +275,14 @@ class FeatureGraph:
         root = self.feature(layer, index)
         g = nx.DiGraph()
         g.add_node(
-            root["id"],
-            layer=root["layer"],
-            index=root["idx"],
-            top_tokens=list(root["top_tokens"] or []),
-            motor_word=root["motor_word"],
+            root.id,
+            layer=root.layer,
+            index=root.index,
+            top_tokens=list(root.top_tokens),
+            motor_word=root.motor_word,
             hop=0,
         )
-        frontier = [root["id"]]
+        frontier = [root.id]
         name = "downstream" if direction == "down" else "upstream"
         for hop in range(1, hops + 1):
             nxt = []
@@ -257,8 +319,10 @@ class FeatureGraph:
             MotorPath(r["id"], r["layer"], r["idx"], r["word"], r["hops"], r["score"], tuple(r["via"])) for r in rows
         ]
 
-    def motor_features(self, word: str = "") -> list[dict[str, Any]]:
-        return self.run("motor_features", dictionary=self.dictionary, word=normalize_token(word))
+    def motor_features(self, word: str = "") -> list[MotorFeature]:
+        """Motor features, of `word` or of any word, by margin."""
+        rows = self.run("motor_features", dictionary=self.dictionary, word=normalize_token(word))
+        return [MotorFeature(r["id"], r["layer"], r["idx"], r["word"], r["score"]) for r in rows]
 
     def by_unembed(self, word: str, k: int = 20) -> list[dict[str, Any]]:
         return self.run("features_by_unembed", dictionary=self.dictionary, word=normalize_token(word), k=k)
@@ -266,6 +330,19 @@ class FeatureGraph:
     def by_example_token(self, word: str, k: int = 20) -> list[dict[str, Any]]:
         return self.run("features_by_example_token", dictionary=self.dictionary, word=normalize_token(word), k=k)
 
-    def lookalikes(self, layer: int, index: int, window: int = 1, k: int = 10) -> list[dict[str, Any]]:
+    def lookalikes(self, layer: int, index: int, window: int = 1, k: int = 10) -> list[Lookalike]:
+        """Features within `window` layers sharing the most words with this one."""
         self.feature(layer, index)
-        return self.run("lookalikes", id=self.id(layer, index), window=window, k=k)
+        rows = self.run("lookalikes", id=self.id(layer, index), window=window, k=k)
+        return [
+            Lookalike(
+                r["id"],
+                r["layer"],
+                r["idx"],
+                r["shared"],
+                tuple(r["words"] or ()),
+                tuple(r["top_tokens"] or ()),
+                r["motor_word"],
+            )
+            for r in rows
+        ]

@@ -48,7 +48,7 @@ def feature_sections(graph: FeatureGraph, layer: int, index: int, hops: int = 2,
             g.nodes[n]["example_summary"] = info.get(n, {}).get("example_summary") or ""
     downstream = [e.as_json() | {"id": e.id} for e in graph.downstream(layer, index, k=10)]
     card = feature_card_html(
-        {**feature, "id": fid},
+        feature.as_json(),
         examples(graph, layer, index),
         graph.run("unembeds", id=fid),
         downstream,

@@ -35,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,7 +50,7 @@ from loaders.errors import GraphkitError
 from loaders.files import content_hash
 from loaders.logit_lens import top_unembeds
 from loaders.model import HookedModel, resolve_model
-from loaders.pairs import BlockPlan, default_budget
+from loaders.pairs import BlockPlan, default_budget, parse_bytes
 from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, StatsConfig, stream_pass
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -81,6 +82,20 @@ class CollectConfig:
             raise ValueError("CollectConfig: top_k and n_unembeds must be ≥ 1")
         if self.dtype not in DTYPES:
             raise ValueError(f"CollectConfig: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+
+    @classmethod
+    def from_options(cls, **given: Any) -> CollectConfig:
+        """The defaults with the options given (None: not given), StatsConfig's fields included
+        where the name is not one of CollectConfig's own;
+        ``memory_budget`` may be text ("16GB"), ``device`` None means cuda when available."""
+        given = {k: v for k, v in given.items() if v is not None}
+        own = {f.name for f in dataclasses.fields(cls)}  # top_k is the edges' here, not the examples'
+        stats_fields = {f.name for f in dataclasses.fields(StatsConfig)} - own
+        stats = {k: given.pop(k) for k in list(given) if k in stats_fields}
+        if isinstance(given.get("memory_budget"), str):
+            given["memory_budget"] = parse_bytes(given["memory_budget"])
+        given.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
+        return cls(stats=StatsConfig(**stats), **given)
 
 
 @dataclass(frozen=True)
@@ -382,6 +397,7 @@ def _features_table(model: HookedModel, d, stats: FeatureStats, vocab: list[str]
     u = top_unembeds(model, d, stats.sigma_final_mean, k=n, token_strings=vocab, writes=writes, special=special)
     layers = np.repeat(np.asarray(d.layers, np.int64), F)
     names = np.asarray(vocab, dtype=object)
+    assert u.words is not None and u.top_word is not None and u.top_word_z is not None and u.word_gap is not None
     return pa.table(
         {
             "layer": layers,
@@ -391,15 +407,15 @@ def _features_table(model: HookedModel, d, stats: FeatureStats, vocab: list[str]
             "mean": stats.mean,
             "max": stats.max.astype(np.float64),
             "hist": pa.array(list(stats.hist), type=pa.list_(pa.int64())),
-            "top_token_ids": pa.array(list(u["top_ids"].astype(np.int64)), type=pa.list_(pa.int64())),
-            "top_tokens": pa.array([list(names[r]) for r in u["top_ids"]], type=pa.list_(pa.string())),
-            "top_values": pa.array(list(u["top_values"].astype(np.float64)), type=pa.list_(pa.float64())),
-            "bottom_token_ids": pa.array(list(u["bottom_ids"].astype(np.int64)), type=pa.list_(pa.int64())),
-            "bottom_tokens": pa.array([list(names[r]) for r in u["bottom_ids"]], type=pa.list_(pa.string())),
-            "bottom_values": pa.array(list(u["bottom_values"].astype(np.float64)), type=pa.list_(pa.float64())),
-            "top_word": u["words"][u["top_word"]].astype(str),
-            "top_word_z": u["top_word_z"].astype(np.float64),
-            "word_gap": u["word_gap"].astype(np.float64),
+            "top_token_ids": pa.array(list(u.top_ids.astype(np.int64)), type=pa.list_(pa.int64())),
+            "top_tokens": pa.array([list(names[r]) for r in u.top_ids], type=pa.list_(pa.string())),
+            "top_values": pa.array(list(u.top_values.astype(np.float64)), type=pa.list_(pa.float64())),
+            "bottom_token_ids": pa.array(list(u.bottom_ids.astype(np.int64)), type=pa.list_(pa.int64())),
+            "bottom_tokens": pa.array([list(names[r]) for r in u.bottom_ids], type=pa.list_(pa.string())),
+            "bottom_values": pa.array(list(u.bottom_values.astype(np.float64)), type=pa.list_(pa.float64())),
+            "top_word": u.words[u.top_word].astype(str),
+            "top_word_z": u.top_word_z.astype(np.float64),
+            "word_gap": u.word_gap.astype(np.float64),
         }
     ).replace_schema_metadata({"hist_edges": json.dumps(HIST_EDGES.tolist())})
 

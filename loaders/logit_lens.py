@@ -13,6 +13,8 @@ motor rule reads (`loaders.motor`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -20,6 +22,27 @@ from torch import Tensor
 from loaders.connections import Writes, summed_decoder
 from loaders.dictionary import Dictionary
 from loaders.model import HookedModel
+
+
+@dataclass(frozen=True)
+class Unembeds:
+    """Every feature's logit lens, rows in global feature order (layer-major)."""
+
+    top_ids: np.ndarray
+    """(feature, k) token ids, largest logit first."""
+    top_values: np.ndarray
+    """(feature, k) their logits."""
+    bottom_ids: np.ndarray
+    """(feature, k) token ids, smallest logit first."""
+    bottom_values: np.ndarray
+    top_word: np.ndarray | None
+    """(feature,) index into `words` of the best word (with the vocabulary's strings)."""
+    top_word_z: np.ndarray | None
+    """(feature,) that word's z-score over the vocabulary."""
+    word_gap: np.ndarray | None
+    """(feature,) its margin over the next word (the motor rule's score)."""
+    words: np.ndarray | None
+    """The words tokens fold into (`loaders.motor.word_groups`)."""
 
 
 def unembed_directions(
@@ -44,7 +67,7 @@ def top_unembeds(
     token_strings: list[str] | None = None,
     writes: Writes | None = None,
     special: frozenset[int] = frozenset(),
-) -> dict[str, np.ndarray]:
+) -> Unembeds:
     """Logit-lens top and bottom `k` token ids and values of every feature (global order).
 
     With `token_strings` (the decoded vocabulary) it also returns, per feature, the word
@@ -81,7 +104,8 @@ def top_unembeds(
                 out["top_word"].append(w.numpy())
                 out["top_word_z"].append(z.numpy())
                 out["word_gap"].append(gap.numpy())
-    result = {name: np.concatenate(parts) for name, parts in out.items() if parts}
-    if words:
-        result["words"] = np.asarray(words, dtype=object)
-    return result
+    cat = {name: np.concatenate(parts) if parts else None for name, parts in out.items()}
+    return Unembeds(
+        cat["top_ids"], cat["top_values"], cat["bottom_ids"], cat["bottom_values"],  # type: ignore[arg-type]
+        cat["top_word"], cat["top_word_z"], cat["word_gap"], np.asarray(words, dtype=object) if words else None,
+    )  # fmt: skip

@@ -315,3 +315,11 @@ def test_a_dictionary_fixed_in_place_is_another_run(setup: dict[str, Path], tmp_
     assert res.exit_code == 1 and "from another run" in res.output, "not the stale 'already held'"
     res = CliRunner().invoke(main, ["load", str(out), "--store", store, "--replace"])
     assert res.exit_code == 0 and "loaded clt" in res.stdout
+
+
+def test_options_land_in_the_config_field_they_name() -> None:
+    from loaders.collect import CollectConfig
+
+    cfg = CollectConfig.from_options(top_k=5, window=3, memory_budget="2GB", dtype=None, device="cpu")
+    assert (cfg.top_k, cfg.stats.top_k) == (5, CollectConfig().stats.top_k)  # edges, not examples
+    assert cfg.stats.window == 3 and cfg.memory_budget == 2 * 1024**3 and cfg.dtype == CollectConfig().dtype

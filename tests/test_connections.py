@@ -223,8 +223,8 @@ def test_top_unembeds_are_logit_lens(tmp_path: Path) -> None:
         total = sum(d.decoder(layer, m)[idx].double() for m in d.write_targets(layer))
         centred = total - total.mean()
         logits = W_U @ (centred * norm.gain.double() / sigma)
-        assert u["top_ids"][g].tolist() == logits.topk(4).indices.tolist()
-        np.testing.assert_allclose(u["bottom_values"][g], logits.topk(4, largest=False).values.numpy())
+        assert u.top_ids[g].tolist() == logits.topk(4).indices.tolist()
+        np.testing.assert_allclose(u.bottom_values[g], logits.topk(4, largest=False).values.numpy())
 
 
 @pytest.mark.parametrize("budget_blocks", [3, 1])

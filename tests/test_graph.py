@@ -158,12 +158,12 @@ def test_motor_feature_is_marked_and_reached(stores) -> None:
     for store in stores.values():
         g = FeatureGraph(store)
         motors = g.motor_features()
-        assert [m["word"] for m in motors] == ["green"]
-        assert (motors[0]["layer"], motors[0]["idx"]) == (2, 3)
+        assert [m.word for m in motors] == ["green"]
+        assert (motors[0].layer, motors[0].index) == (2, 3)
         upstream = g.upstream(2, 3, k=3)
         assert upstream, "the planted motor feature has upstream edges"
         paths = g.motor_paths(upstream[0].layer, upstream[0].index, k=5)
-        assert any(p.id == motors[0]["id"] and p.hops == 1 for p in paths)
+        assert any(p.id == motors[0].id and p.hops == 1 for p in paths)
         for p in paths:
             assert p.via[0] == g.id(upstream[0].layer, upstream[0].index) and p.via[-1] == p.id
 

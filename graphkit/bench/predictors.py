@@ -75,3 +75,20 @@ def run_predictor(
     groups: Sequence[dict[str, Any]], rank: Callable[[int, Sequence[int]], Sequence[int] | None], seed: int = 0
 ) -> Score:
     return evaluate([(len(g["candidates"]), g["truth"]) for g in groups], rank, seed=seed)
+
+
+def score_predictor(
+    groups: Sequence[dict[str, Any]], predictor: str, condition: str = "", judge: Any = None, seed: int = 0
+) -> tuple[str, Score]:
+    """(the result's name, its score) for an offline predictor, or for ``judge`` (a
+    `graphkit.bench.judge.JudgeConfig`) under `condition`."""
+    if predictor != "judge":
+        return predictor, run_predictor(groups, offline_ranker(predictor, groups, seed), seed=seed)
+    from graphkit.bench.judge import CONDITIONS, Judge, JudgeConfig
+
+    if condition not in CONDITIONS:
+        raise ValueError(f"--condition must be one of {', '.join(CONDITIONS)} for the judge")
+    j = Judge(judge or JudgeConfig())
+    return f"judge:{j.cfg.model}", run_predictor(
+        groups, lambda g, order: j.rank(groups[g], order, condition), seed=seed
+    )
