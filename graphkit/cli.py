@@ -545,8 +545,12 @@ def bench_build(
 
 @bench.command("run")
 @click.argument("groups", type=click.Path(exists=True, dir_okay=False))
-@click.option("--predictor", required=True, help="random, logit, logit-rank, activation, twera, twera+logit, judge")
-@click.option("--condition", default="", help="Judge condition: examples, examples+unembeds, examples+downstream, all")
+@click.option(
+    "--predictor", required=True, help="random, logit, logit-rank, activation, twera, twera+logit, learned, judge"
+)
+@click.option(
+    "--condition", default="", help="For learned and judge: examples, examples+unembeds, examples+downstream, all"
+)
 @click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
 @click.option("--judge-model", default="claude-opus-4-7", show_default=True)
 @click.option("--base-url", default=None, help="Judge endpoint (default: the provider's).")

@@ -26,17 +26,19 @@ def read_prompts(path: Path) -> list[tuple[str, str]]:
     return [(r["prompt"], r["answer"]) for r in rows]
 
 
-SECONDS_PER_PROMPT = 0.5
+SECONDS_PER_PROMPT = 3.0
 """Measured on the bundled model on a 2-core CPU (`graphkit bench build --run RUN
---max-prompts 40`: 0.36–0.85 s per prompt): answer context, active features, and up to `pool`
-steering checks of two greedy generations each. Larger models scale it by their forward time."""
+--max-prompts 400`, docs/benchmarks.md): answer context, active features, and up to `pool`
+steering checks of two greedy generations each, for the prompts the model answers right.
+Larger models scale it by their forward time."""
 
 
 def estimate(n_prompts: int, seconds_per_prompt: float = SECONDS_PER_PROMPT) -> str:
     """What `bench build` says before it starts."""
     minutes = n_prompts * seconds_per_prompt / 60
     return (
-        f"{n_prompts} prompts: about {minutes:.0f} min at ~{seconds_per_prompt:.0f} s per prompt (--max-prompts to cap)"
+        f"{n_prompts} prompts: about {max(minutes, 0.1):.1f} min on the bundled model's scale "
+        f"(~{seconds_per_prompt:g} s per prompt on 2 CPU cores; --max-prompts caps it)"
     )
 
 

@@ -13,7 +13,9 @@ Offline predictors (no LLM) score each candidate from what the group file holds;
   logit-lens_t(answer): what the features it feeds say about the answer;
 - ``twera+logit``: the two summed after scaling each to unit maximum within the group.
 
-`run_predictor` applies the protocol (`protocol.evaluate`); the LLM judge plugs in the same way.
+`run_predictor` applies the protocol (`protocol.evaluate`); the LLM judge plugs in the same way,
+and so does ``learned`` (`graphkit.bench.learned`): a ranker fit on what one judge condition
+shows, scored out of sample by grouped cross-validation.
 """
 
 from __future__ import annotations
@@ -82,6 +84,15 @@ def score_predictor(
 ) -> tuple[str, Score]:
     """(the result's name, its score) for an offline predictor, or for ``judge`` (a
     `graphkit.bench.judge.JudgeConfig`) under `condition`."""
+    if predictor == "learned":
+        from graphkit.bench.learned import out_of_sample_scores
+
+        scores, _ = out_of_sample_scores(groups, condition, seed=seed)
+
+        def rank(g: int, order: Sequence[int]) -> list[int]:
+            return sorted(order, key=lambda i: -scores[g][i])  # stable: ties keep presented order
+
+        return "learned", run_predictor(groups, rank, seed=seed)
     if predictor != "judge":
         return predictor, run_predictor(groups, offline_ranker(predictor, groups, seed), seed=seed)
     from graphkit.bench.judge import CONDITIONS, Judge, JudgeConfig

@@ -35,6 +35,8 @@ class Score:
     presentations: int
     failures: int
     """Presentations the predictor could not rank; each counts as the worst rank (1.0)."""
+    per_group: tuple[float, ...] = ()
+    """Each group's mean normalized rank, in the groups' order (for paired comparisons)."""
 
 
 def presentations(n: int, truth: int, seed: int) -> list[list[int]]:
@@ -68,7 +70,18 @@ def score(per_group: Sequence[Sequence[float]], failures: int = 0, n_boot: int =
     picks = rng.integers(0, len(per_group), size=(n_boot, len(per_group)))
     boot = sums[picks].sum(1) / counts[picks].sum(1)
     low, high = np.quantile(boot, [0.025, 0.975])
-    return Score(mean, float(low), float(high), len(per_group), int(counts.sum()), failures)
+    means = tuple(float(x) for x in sums / counts)
+    return Score(mean, float(low), float(high), len(per_group), int(counts.sum()), failures, means)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0) -> Score:
+    """mean(a − b) over the same groups (per-group means), with a 95% interval resampling groups."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if len(d) == 0:
+        raise ValueError("no groups to compare")
+    boot = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return Score(float(d.mean()), float(low), float(high), len(d), len(d), 0)
 
 
 def evaluate(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from graphkit.bench.protocol import Score
+from graphkit.bench.protocol import Score, paired_difference
 
 
 def results_dir(groups: Path) -> Path:
@@ -42,4 +42,44 @@ def table(groups: Path) -> tuple[str, list[dict[str, Any]]]:
             f"| {r['predictor']} | {r['condition'] or '—'} | **{r['mean']:.3f}** | "
             f"[{r['low']:.3f}, {r['high']:.3f}] | {r['groups']} | {r['presentations']} | {r['failures']} |"
         )
-    return "\n".join(lines) + "\n", rows
+    note = note_table([r for r in rows if r["predictor"] == "learned"])
+    return "\n".join(lines) + "\n" + note, [{k: v for k, v in r.items() if k != "per_group"} for r in rows]
+
+
+NOTE = {  # the research note's LLM-judge results (shared/reference/downstream-features-note.txt)
+    "examples": ("top activating examples", 0.457),
+    "examples+unembeds": ("+ top unembeds", 0.446),
+    "examples+downstream": ("+ TWERA downstream features", 0.381),
+    "all": ("all three", 0.355),
+}
+
+
+def note_table(learned: list[dict[str, Any]]) -> str:
+    """The note's table with the learned offline predictor, and whether downstream adds."""
+    by = {r["condition"]: r for r in learned}
+    if not all(c in by for c in NOTE):
+        return ""
+    lines = [
+        "",
+        "The research note's four conditions, offline (a ranker learned on what each condition shows the judge,",
+        "out of sample by grouped cross-validation; normalized rank of the steering feature, 0 is perfect):",
+        "",
+        "| condition | learned offline ↓ | 95% interval | LLM judge in the note |",
+        "|---|---|---|---|",
+    ]
+    for c, (label, judge) in NOTE.items():
+        r = by[c]
+        lines.append(f"| {label} | **{r['mean']:.3f}** | [{r['low']:.3f}, {r['high']:.3f}] | {judge:.3f} |")
+    pairs = [("examples+downstream", "examples"), ("all", "examples+unembeds")]
+    diffs = {p: paired_difference(by[p[0]]["per_group"], by[p[1]]["per_group"]) for p in pairs}
+    adds = all(d.high < 0 for d in diffs.values())
+    hurts = any(d.low > 0 for d in diffs.values())
+    verdict = "adds to the others" if adds else ("does worse than without it" if hurts else "does not clearly add")
+    lines += [
+        "",
+        f"Downstream information {verdict} on this model: "
+        + "; ".join(f"{a} − {b} = {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]" for (a, b), d in diffs.items())
+        + " (paired over the same groups; below 0 is better).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""The learned offline predictor: it sees only what its condition shows the judge, it is scored
+out of sample with folds that never split a question, and it finds a planted signal."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import numpy as np
+import pytest
+
+from graphkit.bench.learned import FEATURES, design, folds_by_question, out_of_sample_scores
+from graphkit.bench.predictors import score_predictor
+
+
+def synthetic_groups(n_questions: int = 30, per_question: int = 2, seed: int = 0) -> list[dict]:
+    """Groups where the steering candidate's downstream says the answer and its examples and
+    unembeds look like everyone else's (so only downstream information can find it)."""
+    rng = random.Random(seed)
+    groups = []
+    for q in range(n_questions):
+        answer = f"word{q}"
+        for r in range(per_question):
+            n = 5
+            truth = rng.randrange(n)
+            cands = []
+            for i in range(n):
+                says = i == truth
+                cands.append(
+                    {
+                        "top_examples": [f"the «{answer}» is here {rng.random():.3f}"] * 5,
+                        "top_unembeds": [f" {answer}", " a", " b"],
+                        "downstream": [
+                            {"twera": 0.5, "top_unembeds": [f" {answer}" if says else " other", " x"]},
+                            {"twera": -0.2, "top_unembeds": [" y"]},
+                        ],
+                    }
+                )
+            groups.append(
+                {
+                    "prompt": f"What is thing {q}?",
+                    "answer": answer,
+                    "answer_words": [answer],
+                    "truth": truth,
+                    "candidates": cands,
+                    "id": f"g{q}-{r}",
+                }
+            )
+    return groups
+
+
+def test_folds_never_split_a_question() -> None:
+    groups = synthetic_groups()
+    folds = folds_by_question(groups, k=5)
+    by_prompt: dict[str, set[int]] = {}
+    for g, f in zip(groups, folds, strict=True):
+        by_prompt.setdefault(g["prompt"], set()).add(f)
+    assert all(len(fs) == 1 for fs in by_prompt.values()) and len(set(folds)) == 5
+
+
+def test_each_condition_reads_only_what_it_shows() -> None:
+    groups = synthetic_groups(n_questions=4)
+    changed = copy.deepcopy(groups)
+    for g in changed:
+        for c in g["candidates"]:
+            c["top_unembeds"] = [" zzz"]
+            c["downstream"] = [{"twera": 1.0, "top_unembeds": [" zzz"]}]
+    for a, b in zip(design(groups, "examples"), design(changed, "examples"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(design(groups, "all"), design(changed, "all"), strict=True))
+    assert [len(FEATURES[c]) for c in FEATURES] == [3, 5, 6, 8]
+
+
+def test_a_groups_score_does_not_depend_on_its_own_label() -> None:
+    groups = synthetic_groups()
+    scores, _ = out_of_sample_scores(groups, "all")
+    flipped = copy.deepcopy(groups)
+    flipped[0]["truth"] = (flipped[0]["truth"] + 1) % 5
+    again, _ = out_of_sample_scores(flipped, "all")
+    np.testing.assert_allclose(scores[0], again[0])
+
+
+@pytest.mark.parametrize(
+    "condition,expect", [("examples", "chance"), ("examples+downstream", "found"), ("all", "found")]
+)
+def test_the_planted_downstream_signal_is_found_only_where_shown(condition: str, expect: str) -> None:
+    name, score = score_predictor(synthetic_groups(), "learned", condition)
+    assert name == "learned"
+    if expect == "found":
+        assert score.mean < 0.05
+    else:
+        assert 0.3 < score.mean < 0.7  # the examples do not tell the candidates apart
+
+
+def test_the_report_has_the_notes_table_and_says_whether_downstream_adds(tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from graphkit.cli import main
+
+    path = tmp_path / "groups.jsonl"
+    path.write_text(
+        "".join(json.dumps(g | {"steering": {"mode": "mul", "value": -1.0}}) + "\n" for g in synthetic_groups())
+    )
+    for condition in FEATURES:
+        res = CliRunner().invoke(main, ["bench", "run", str(path), "--predictor", "learned", "--condition", condition])
+        assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["bench", "report", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "| + TWERA downstream features |" in res.output and "| 0.381 |" in res.output
+    assert "Downstream information adds to the others on this model" in res.output
