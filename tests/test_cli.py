@@ -173,3 +173,14 @@ def test_the_schema_document_lists_every_property_and_relationship() -> None:
             assert f"| `{k}` | {t} |" in section, (label, k)
     for name, r in RELS.items():
         assert f"| `{name}` | {r.source} → {r.target} |" in doc, name
+
+
+def test_ctrl_c_prints_a_line_and_exits_130(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import loaders.graph.load as load_module
+
+    def interrupted(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(load_module, "load_run", interrupted)
+    res = CliRunner().invoke(main, ["load", str(tiny_run), "--store", str(tmp_path / "g")])
+    assert res.exit_code == 130 and "interrupted" in res.output and "Traceback" not in res.output
