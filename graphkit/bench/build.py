@@ -26,7 +26,7 @@ def read_prompts(path: Path) -> list[tuple[str, str]]:
     return [(r["prompt"], r["answer"]) for r in rows]
 
 
-SECONDS_PER_PROMPT = 3.0
+SECONDS_PER_PROMPT = 1.3
 """Measured on the bundled model on a 2-core CPU (`graphkit bench build --run RUN
 --max-prompts 400`, docs/benchmarks.md): answer context, active features, and up to `pool`
 steering checks of two greedy generations each, for the prompts the model answers right.
