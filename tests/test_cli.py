@@ -131,16 +131,11 @@ def test_the_judge_says_what_it_lacks(tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("kind", ["embedded", "neo4j"])
 def test_drop_removes_one_dictionary_and_what_hangs_on_it(tiny_run: Path, tmp_path: Path, kind: str, request) -> None:
-    from tests.conftest import NEO4J_PASSWORD, clear_neo4j
+    from tests.conftest import NEO4J_PASSWORD, loaded_store
 
-    if kind == "embedded":
-        spec = str(tmp_path / "graph")
-    else:
-        spec = request.getfixturevalue("neo4j_uri")
-        clear_neo4j(spec)
+    spec = loaded_store(kind, request, tiny_run, tmp_path, name="a")
     s = open_store(spec)
-    for name in ("a", "b"):
-        load_run(tiny_run, s, name=name, progress=False)
+    load_run(tiny_run, s, name="b", progress=False)
     s.close()
     env = {"NEO4J_PASSWORD": NEO4J_PASSWORD}
     steer = ["steer", "0/1", "--dictionary", "a", "--prompt", PROMPT, "--max-new-tokens", "2", "--store", spec]
