@@ -324,6 +324,30 @@ def test_neo4j_plans_are_checked_before_a_read_runs(stores) -> None:
     assert stores["neo4j"].read("MATCH (t:Token {id: 'planned'}) RETURN count(t) AS n")[0]["n"] == 0
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        f"COPY (MATCH (f:Feature) RETURN f.id) TO '{SECRET}.out.csv'",
+        f"LOAD FROM '{SECRET}' (file_format='csv') RETURN *",
+        "CHECKPOINT",
+        "CALL show_tables() RETURN *",
+    ],
+)
+def test_embedded_plans_are_checked_before_a_read_runs(stores, statement: str) -> None:
+    from loaders.graph import store as store_module
+
+    SECRET.write_text("secret\n")
+    embedded = stores["embedded"]
+    original = store_module.check_read_only
+    store_module.check_read_only = lambda q: None  # the guard missed it: LadybugDB's plan still refuses
+    try:
+        with pytest.raises(StoreError, match="LadybugDB plans this statement with"):
+            embedded.read(statement)
+    finally:
+        store_module.check_read_only = original
+    assert not Path(f"{SECRET}.out.csv").exists()
+
+
 def test_query_names_are_names_not_paths(stores) -> None:
     res = CliRunner().invoke(main, ["query", "../cypher/feature", "--store", stores["embedded"].spec])
     assert res.exit_code == 1 and "named by its file's stem" in res.output

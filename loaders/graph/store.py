@@ -162,6 +162,17 @@ class _StoreBase:
                 bar.update(len(batch))
 
 
+EMBEDDED_REFUSED = {
+    "COPY_TO", "COPY_FROM", "EXPORT_DATABASE", "IMPORT_DATABASE", "TRANSACTION",
+    "ATTACH_DATABASE", "DETACH_DATABASE", "INSTALL_EXTENSION", "LOAD_EXTENSION",
+}  # fmt: skip
+"""LadybugDB plan operators a read never needs: file I/O (COPY), database export and import,
+transactions and checkpoints, extensions."""
+
+EMBEDDED_TABLE_FUNCTIONS = {"READ_FTABLE"}
+"""Table functions a read may plan: only the engine's internal scan of an intermediate table.
+Every other (``LOAD FROM``'s READ_CSV / READ_PARQUET …, ``CALL show_tables()`` …) is refused."""
+
 PENDING_RECOVERY = "checkpoint recovery is pending"
 """LadybugDB's words for a store whose writer was killed during a checkpoint."""
 
@@ -208,6 +219,24 @@ class EmbeddedStore(_StoreBase):
         self.read_only = read_only
         self.db = _open_database(path, read_only)
         self.conn = ladybug.Connection(self.db)
+
+    def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """A read, checked three ways: the keyword guard, LadybugDB's own plan (no operator that
+        reads or writes files, calls a table function or starts a transaction), and a database
+        opened read-only (`graphkit cypher` and `query` open it so). The guard must come first:
+        planning ``EXPORT DATABASE`` alone creates its directory, even read-only."""
+        check_read_only(query)
+        query = translate(query, self.kind)
+        rows = self._execute("EXPLAIN " + query, params, write=False)
+        plan = " ".join(str(v) for r in rows for v in r.values())
+        found = sorted(set(re.findall(r"([A-Z][A-Z_]{2,})\[", plan)) & EMBEDDED_REFUSED)
+        found += sorted(set(re.findall(r"Function: (\w+)", plan)) - EMBEDDED_TABLE_FUNCTIONS)
+        if found:
+            raise StoreError(
+                f"read-only: LadybugDB plans this statement with {', '.join(found)}, "
+                "which a read does not need; refused"
+            )
+        return self._execute(query, params, write=False)
 
     def _execute(self, query: str, params: dict[str, Any] | None, write: bool) -> list[dict[str, Any]]:
         try:
