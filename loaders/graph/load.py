@@ -154,16 +154,14 @@ def check_run(features: pa.Table, examples: pa.Table, connections: pa.Table, run
             )
 
 
-def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Table, pa.Table]:
-    """(Feature rows in schema column order, FIRES_ON rows: source, word, rank)."""
-    f = _read(run, "features.parquet")
+def _feature_table(f: pa.Table, ex: pa.Table, dictionary: str, rule: MotorRule) -> tuple[pa.Table, pa.Table]:
+    """(Feature rows in schema column order, FIRES_ON rows: source, word, rank) from the run's
+    features and examples tables."""
     ids = _ids(dictionary, f.column("layer"), f.column("index"))
     position = {
         (a, b): n
         for n, (a, b) in enumerate(zip(f.column("layer").to_pylist(), f.column("index").to_pylist(), strict=True))
     }
-    ex = _read(run, "examples.parquet", ["layer", "index", "rank", "center", "tokens"])
-    check_run(f, ex, _read(run, "connections.parquet"), run)
     row_of = np.array(
         [position[k] for k in zip(ex.column("layer").to_pylist(), ex.column("index").to_pylist(), strict=True)],
         dtype=np.int64,
@@ -215,8 +213,7 @@ def _feature_table(run: Path, dictionary: str, rule: MotorRule) -> tuple[pa.Tabl
     return table, pa.table(fires)
 
 
-def _edge_table(run: Path, dictionary: str) -> pa.Table:
-    c = _read(run, "connections.parquet")
+def _edge_table(c: pa.Table, dictionary: str) -> pa.Table:
     sl, si = c.column("source_layer").to_numpy(), c.column("source_index").to_numpy()
     twera = c.column("twera").to_numpy()
     src_key = sl.astype(np.int64) * (int(si.max(initial=0)) + 1) + si
@@ -235,9 +232,8 @@ def _edge_table(run: Path, dictionary: str) -> pa.Table:
     )
 
 
-def _unembed_links(run: Path, ids: pa.Array) -> tuple[pa.Table, pa.Table]:
+def _unembed_links(f: pa.Table, ids: pa.Array) -> tuple[pa.Table, pa.Table]:
     """PROMOTES / SUPPRESSES rows (source, word, rank, value, token): one per unembed rank."""
-    f = _read(run, "features.parquet", ["top_tokens", "top_values", "bottom_tokens", "bottom_values"])
     out = []
     for side in ("top", "bottom"):
         rows, rank, tokens = _flatten(f.column(f"{side}_tokens"))
@@ -291,10 +287,15 @@ def read_manifest(run: Path) -> dict:
 def run_tables(
     run: Path, manifest: dict, dictionary: str, model: str, rule: MotorRule, present_tokens: set[str]
 ) -> RunTables:
-    """Step 4's rows: tokens not in `present_tokens`, features, edges and links."""
-    features, fires = _feature_table(run, dictionary, rule)
-    edges = _edge_table(run, dictionary)
-    promotes, suppresses = _unembed_links(run, features.column("id").combine_chunks())
+    """Step 3's rows: tokens not in `present_tokens`, features, edges and links, from the run's
+    three files, each read once and checked (`check_run`) before any row is built."""
+    f = _read(run, "features.parquet")
+    ex = _read(run, "examples.parquet", ["layer", "index", "rank", "center", "tokens"])
+    c = _read(run, "connections.parquet")
+    check_run(f, ex, c, run)
+    features, fires = _feature_table(f, ex, dictionary, rule)
+    edges = _edge_table(c, dictionary)
+    promotes, suppresses = _unembed_links(f, features.column("id").combine_chunks())
     words = set(
         pc.unique(
             pa.concat_arrays(
