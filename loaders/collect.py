@@ -44,10 +44,10 @@ import torch
 from tqdm import tqdm
 
 from loaders.connections import Candidates, candidates, edge_table, residual_writes
-from loaders.corpus import Corpus, CorpusError, Cursor, file_hash, split_key
+from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
 from loaders.errors import GraphkitError
-from loaders.files import content_hash
+from loaders.files import content_hash, file_hash
 from loaders.logit_lens import top_unembeds
 from loaders.model import HookedModel, resolve_model
 from loaders.pairs import BlockPlan, default_budget, parse_bytes
@@ -222,8 +222,11 @@ def collect(
     def done(stage: str, path: Path) -> bool:
         return manifest["stages"].get(stage) == keys[stage.split("-")[0]] and path.exists()
 
-    def mark(stage: str) -> None:
+    def mark(stage: str, output: Path | None = None) -> None:
+        """`stage` done under its key; an output file's SHA-256 recorded for `graphkit load`."""
         manifest["stages"][stage] = keys[stage.split("-")[0]]
+        if output is not None:
+            manifest.setdefault("outputs", {})[output.name] = file_hash(output)
         _write_json(manifest, run.manifest)
 
     stats_done = done("stats", run.stats)
@@ -272,19 +275,16 @@ def collect(
     vocab = _token_strings(model)
     if not done("features", run.features):
         _write_parquet(_features_table(model, d, stats, vocab, cfg.n_unembeds), run.features)
-        manifest.setdefault("outputs", {})["features.parquet"] = file_hash(run.features)
-        mark("features")
+        mark("features", run.features)
     if not done("examples", run.examples):
         _write_parquet(_examples_table(d.layers, stats, vocab, model.tokenizer), run.examples)
-        manifest.setdefault("outputs", {})["examples.parquet"] = file_hash(run.examples)
-        mark("examples")
+        mark("examples", run.examples)
     if not done("connections", run.connections):
         cands = Candidates.empty()
         for p in range(passes):
             cands = cands.concat(Candidates.load(run.candidates(p)))
         _write_parquet(pa.table(edge_table(cands.prune(cfg.top_k), d.layers, F)), run.connections)
-        manifest.setdefault("outputs", {})["connections.parquet"] = file_hash(run.connections)
-        mark("connections")
+        mark("connections", run.connections)
     return run
 
 

@@ -36,6 +36,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from loaders.errors import GraphkitError
+from loaders.files import file_hash
 
 SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 SHARD_BITS, RECORD_BITS, WINDOW_BITS = 15, 32, 16
@@ -206,14 +207,6 @@ def read_documents(path: str | Path) -> list[str]:
     if not docs:
         raise CorpusError(f"{path}: the corpus holds no documents (empty file or only blank lines)")
     return docs
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def windows(tokenizer: PreTrainedTokenizerBase, ids: list[int], context: int) -> list[list[int]]:

@@ -9,6 +9,7 @@ read back with `safetensors.numpy.load_file` and any other safetensors reader.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -49,6 +50,15 @@ def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 4 MB blocks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
 def content_hash(path: Path, known: dict[str, list] | None = None) -> tuple[str, dict[str, list]]:
     """SHA-256 over every file under `path` (relative name and content), so a run is keyed by
     what a model or dictionary *is*, not where it lives: fixing a file in place changes it.
@@ -57,8 +67,6 @@ def content_hash(path: Path, known: dict[str, list] | None = None) -> tuple[str,
     file whose size and mtime are unchanged is not read again (a 53 GB CLT is hashed once).
     Returns the digest and the updated `known`.
     """
-    import hashlib
-
     root = Path(path)
     files = (
         sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) if root.is_dir() else [root]
@@ -70,10 +78,6 @@ def content_hash(path: Path, known: dict[str, list] | None = None) -> tuple[str,
         st = f.stat()
         cached = known.get(name)
         if cached is None or cached[:2] != [st.st_size, st.st_mtime_ns]:
-            h = hashlib.sha256()
-            with f.open("rb") as fh:
-                while block := fh.read(1 << 22):
-                    h.update(block)
-            known[name] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
+            known[name] = [st.st_size, st.st_mtime_ns, file_hash(f)]
         total.update(name.encode() + b"\0" + known[name][2].encode())
     return total.hexdigest(), known

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loaders.corpus import file_hash
+from loaders.files import file_hash
 from loaders.graph import schema
 from loaders.graph.store import EmbeddedStore, Neo4jStore, StoreError, cypher
 from loaders.motor import MotorRule
