@@ -151,17 +151,28 @@ class Dictionary:
             return None
         return self.W_dec[layer][:, targets.index(target)]
 
+    def finish(self, target: int, y: Tensor, x: Tensor) -> Tensor:
+        """The write-site output at `target` from its decoded sum `y` (b_dec included) and the
+        read-site input `x` of that layer: mapped back from a normalized input (SAEs with
+        ``input_norm``: y · scale + mean for ``layer_norm``), plus the skip connection x W_skipᵀ."""
+        scale = self.output_scale(x)
+        if scale is not None:
+            y = y * scale.to(y.dtype) + (x.to(y.dtype).mean(-1, keepdim=True) if self.input_norm == "layer_norm" else 0)
+        if target in self.W_skip:
+            y = y + x.to(y.dtype) @ self.W_skip[target].T
+        return y
+
+    @property
+    def needs_inputs(self) -> bool:
+        """Whether the output depends on the read-site input itself (`finish`)."""
+        return bool(self.W_skip) or (self.input_norm != "none" and self.kind == "sae")
+
     def reconstruct(self, acts: dict[int, Tensor], inputs: dict[int, Tensor] | None = None) -> dict[int, Tensor]:
         """Write-site output per target layer from activations per source layer.
 
-        `inputs` (layer → read-site activations) are needed by skip transcoders and by SAEs
-        with input normalization, whose output depends on the input itself.
+        `inputs` (layer → read-site activations) are needed when `needs_inputs` (skip
+        transcoders, SAEs with input normalization).
         """
-        needs = sorted(self.W_skip) if self.W_skip else (list(self.layers) if self.output_scale_needed else [])
-        if needs and (inputs is None or any(l not in inputs for l in needs)):
-            raise ValueError(
-                f"{self.name or 'dictionary'}: reconstructing needs the read-site inputs of layers {needs}"
-            )
         out: dict[int, Tensor] = {}
         for layer, a in acts.items():
             for target in self.write_targets(layer):
@@ -169,23 +180,13 @@ class Dictionary:
                 assert d is not None
                 out[target] = out.get(target, 0) + a.to(d.dtype) @ d
         out = {t: r + self.b_dec[t] for t, r in out.items()}
-        if self.output_scale_needed:
-            assert inputs is not None
-            for t in out:
-                x = inputs[t].to(out[t].dtype)
-                scale = self.output_scale(x)
-                assert scale is not None
-                shift = x.mean(-1, keepdim=True) if self.input_norm == "layer_norm" else 0
-                out[t] = out[t] * scale + shift
-        for t, w in self.W_skip.items():
-            if t in out:
-                assert inputs is not None
-                out[t] = out[t] + inputs[t].to(w.dtype) @ w.T
-        return out
-
-    @property
-    def output_scale_needed(self) -> bool:
-        return self.input_norm != "none" and self.kind == "sae"
+        if not self.needs_inputs:
+            return out
+        if inputs is None or any(t not in inputs for t in out):
+            raise ValueError(
+                f"{self.name or 'dictionary'}: reconstructing needs the read-site inputs of layers {sorted(out)}"
+            )
+        return {t: self.finish(t, r, inputs[t]) for t, r in out.items()}
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Dictionary:
         def mv(t: Tensor) -> Tensor:
@@ -256,13 +257,17 @@ def _read(path: Path) -> dict[str, Tensor]:
         ) from e
 
 
-def _tensor(data: dict[str, Tensor], key: str, shape: tuple[int, ...] | None, path: Path) -> Tensor:
+def _tensor(
+    data: dict[str, Tensor], key: str, shape: tuple[int, ...] | None, path: Path, checked: bool = False
+) -> Tensor:
+    """`data[key]` as float32, its shape checked and (unless `checked` before) its values finite."""
     if key not in data:
         raise DictionaryError(f"{path}: tensor {key!r} is missing (has: {', '.join(sorted(data))})")
     t = data[key]
     if shape is not None and tuple(t.shape) != shape:
         raise DictionaryError(f"{path}: tensor {key!r} has shape {tuple(t.shape)}, expected {shape}")
-    _check_finite(t, key, path)
+    if not checked:
+        _check_finite(t, key, path)
     return t.float()
 
 
@@ -365,7 +370,8 @@ class DiskTensors(Mapping[int, Tensor]):
         self._last: tuple[int, Tensor] | None = None
 
     def check(self, layer: int, shape: tuple[int, ...]) -> None:
-        """Fail now, naming the file, if the tensor is missing or has another shape."""
+        """Fail now, naming the file, if the tensor is missing, has another shape or holds a
+        non-finite value (scanned in blocks of rows: decoders are large)."""
         path, name = self.files[layer], self.key.format(layer)
         if not path.exists():
             raise DictionaryError(f"missing dictionary file {path}; is the directory complete?")
@@ -373,20 +379,19 @@ class DiskTensors(Mapping[int, Tensor]):
             with safe_open(path, framework="pt") as f:
                 if name not in f.keys():  # noqa: SIM118 (safe_open has keys(), no __contains__)
                     raise DictionaryError(f"{path}: tensor {name!r} is missing (has: {', '.join(sorted(f.keys()))})")
-                got = tuple(f.get_slice(name).get_shape())
+                view = f.get_slice(name)
+                got = tuple(view.get_shape())
+                if got != shape:
+                    raise DictionaryError(f"{path}: tensor {name!r} has shape {got}, expected {shape}")
+                for start in range(0, shape[0], 4096):
+                    _check_finite(view[start : start + 4096], name, path)
         except (SafetensorError, OSError) as e:
             raise DictionaryError(f"cannot read {path}: {e}. The file is malformed or truncated.") from e
-        if got != shape:
-            raise DictionaryError(f"{path}: tensor {name!r} has shape {got}, expected {shape}")
-        with safe_open(path, framework="pt") as f:  # finite, read in row blocks: decoders are large
-            view = f.get_slice(name)
-            for start in range(0, shape[0], 4096):
-                _check_finite(view[start : start + 4096], name, path)
 
     def __getitem__(self, layer: int) -> Tensor:
         if self._last is None or self._last[0] != layer:
             path = self.files[layer]
-            self._last = (layer, _tensor(_read(path), self.key.format(layer), None, path))
+            self._last = (layer, _tensor(_read(path), self.key.format(layer), None, path, checked=True))
         return self._last[1]
 
     def __iter__(self) -> Iterator[int]:

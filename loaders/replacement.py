@@ -35,12 +35,7 @@ def replaced(model: HookedModel, d: Dictionary, zero: bool = False) -> Iterator[
                 dec = d.decoder(s, layer)
                 if dec is not None:
                     r = r + a @ dec
-            scale = d.output_scale(x)  # SAEs with input normalization map back (Dictionary.reconstruct)
-            if scale is not None:
-                r = r * scale + (x.mean(-1, keepdim=True) if d.input_norm == "layer_norm" else 0)
-            if layer in d.W_skip:
-                r = r + x.to(r.dtype) @ d.W_skip[layer].T
-            return r
+            return d.finish(layer, r, x)
 
         return fn
 
