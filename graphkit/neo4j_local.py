@@ -114,13 +114,10 @@ def status(directory: Path = DEFAULT_DIR) -> ServerInfo | None:
     return ServerInfo(parts[1], int(parts[0]), Path(directory))
 
 
-def registry() -> Path:
-    """The file where local servers are listed by URI (for clients to find their password)."""
-    return Path(os.environ.get("GRAPHKIT_HOME", Path.home() / ".graphkit")) / "local-servers.json"
-
-
 def _register(uri: str, directory: Path) -> None:
-    path = registry()
+    from loaders.graph.store import local_servers
+
+    path = local_servers()
     path.parent.mkdir(parents=True, exist_ok=True)
     known = json.loads(path.read_text()) if path.exists() else {}
     known[uri] = str(directory)

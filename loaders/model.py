@@ -285,8 +285,7 @@ class HookedModel:
 
         `capture[(l, site)]` receives each forward's tensor (batch, pos, d_model), before any
         edit of the same site; an `edits[(l, site)]` function maps the site's tensor to its
-        replacement. Only output
-        sites (`OUTPUT_SITES`) can be edited.
+        replacement. Only output sites (`OUTPUT_SITES`) can be edited.
         """
         handles = []
         keys = set(capture or {}) | set(edits or {})

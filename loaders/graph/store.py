@@ -281,13 +281,18 @@ class EmbeddedStore(_StoreBase):
         self.db.close()
 
 
+def local_servers() -> Path:
+    """The registry of local servers `graphkit neo4j start` ran: URI → data directory (whose
+    ``password`` file clients read)."""
+    return Path(os.environ.get("GRAPHKIT_HOME", Path.home() / ".graphkit")) / "local-servers.json"
+
+
 def _local_password(uri: str) -> str:
     """The password of a local server `graphkit neo4j start` made for `uri` (its registry), or ""."""
     parts = urlsplit(uri)
     key = f"bolt://{parts.hostname}:{parts.port or 7687}"
-    registry = Path(os.environ.get("GRAPHKIT_HOME", Path.home() / ".graphkit")) / "local-servers.json"
     try:
-        directory = json.loads(registry.read_text()).get(key)
+        directory = json.loads(local_servers().read_text()).get(key)
         return (Path(directory) / "password").read_text().strip() if directory else ""
     except (OSError, ValueError):
         return ""
