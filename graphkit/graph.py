@@ -88,7 +88,7 @@ class Feature:
         )  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -44,18 +44,12 @@ def parse_param(text: str) -> tuple[str, object]:
 
 
 def as_json(value: Any) -> str:
-    """Dataclasses, lists of them, and plain data as indented JSON."""
+    """Dataclasses (and lists of them) and plain data as indented JSON."""
 
-    def plain(v: Any) -> Any:
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, list | tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
+    def plain(o: Any) -> Any:
+        return dataclasses.asdict(o) if dataclasses.is_dataclass(o) and not isinstance(o, type) else str(o)
 
-    return json.dumps(plain(value), indent=2, default=str)
+    return json.dumps(value, indent=2, default=plain)
 
 
 def rows(table: Sequence[dict[str, Any]]) -> str:

@@ -97,15 +97,24 @@ def design(groups: Sequence[dict[str, Any]], condition: str) -> list[np.ndarray]
 
 
 def fit(xs: Sequence[np.ndarray], truths: Sequence[int], l2: float = 0.1, steps: int = 300) -> np.ndarray:
-    """Conditional-logit weights: maximize Σ_g log softmax(X_g w)[truth_g] − l2·|w|²."""
-    w = torch.zeros(xs[0].shape[1], dtype=torch.float64, requires_grad=True)
-    data = [(torch.from_numpy(x), t) for x, t in zip(xs, truths, strict=True)]
+    """Conditional-logit weights: maximize mean_g log softmax(X_g w)[truth_g] − l2·|w|².
+
+    Groups are padded to the largest (padding masked out of the softmax), so the likelihood
+    is one tensor expression, not a loop over groups."""
+    n = max(len(x) for x in xs)
+    X = torch.zeros(len(xs), n, xs[0].shape[1], dtype=torch.float64)  # (group, candidate, feature)
+    pad = torch.ones(len(xs), n, dtype=torch.bool)
+    for g, x in enumerate(xs):
+        X[g, : len(x)] = torch.from_numpy(x)
+        pad[g, : len(x)] = False
+    truth = torch.as_tensor(list(truths)).unsqueeze(1)  # (group, 1)
+    w = torch.zeros(X.shape[2], dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w], max_iter=steps, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
         opt.zero_grad()
-        nll = -sum(torch.log_softmax(x @ w, 0)[t] for x, t in data) / len(data)
-        total = nll + l2 * (w @ w)
+        logp = torch.log_softmax((X @ w).masked_fill(pad, -torch.inf), 1)  # (group, candidate)
+        total = -logp.gather(1, truth).mean() + l2 * (w @ w)
         total.backward()  # type: ignore[no-untyped-call]
         return total
 
