@@ -240,12 +240,13 @@ def _neighbours(
 
     g = _graph(store, dictionary)
     layer, index = g.resolve(feature)
+    if hops == 1 and not as_json:  # one hop as a table with each edge's weights
+        found = (g.downstream if direction == "down" else g.upstream)(layer, index, k=k, sign=sign)  # type: ignore[arg-type]
+        click.echo(text.edges(g.id(layer, index), direction, found))
+        return
     nb = g.neighbourhood(layer, index, hops=hops, k=k, direction=direction, sign=sign)  # type: ignore[arg-type]
     if as_json:  # one shape for every --hops: {root, nodes, edges}, full ids
         click.echo(json.dumps(neighbourhood_json(g.id(layer, index), nb), indent=2))
-    elif hops == 1:
-        found = (g.downstream if direction == "down" else g.upstream)(layer, index, k=k, sign=sign)  # type: ignore[arg-type]
-        click.echo(text.edges(g.id(layer, index), direction, found))
     else:
         click.echo(text.neighbourhood(nb))
 
