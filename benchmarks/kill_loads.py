@@ -3,10 +3,11 @@
     python benchmarks/kill_loads.py RUN [--trials 16] [--after 2 4]
 
 Each trial loads RUN into a fresh embedded store in a subprocess, kills it after a random
-delay in the `--after` range (seconds), then opens the store read-only in another process
-and counts its nodes. Prints one line per trial (nodes, or the error) and how many stores
-could not be read (a kill before the store exists leaves none, and says so). A store a kill left "checkpoint recovery pending" is recovered by the
-read path (`loaders.graph.store._open_database`); before that fix, 2 of 16 failed here.
+delay in the `--after` range (seconds), then opens the store read-only in another process and
+counts its nodes. Prints one line per trial (nodes, or the error) and how many stores could
+not be read (a kill before the store exists leaves none, and says so). A store a kill left
+"checkpoint recovery pending" is recovered by the read path
+(`loaders.graph.store._open_database`); before that fix, 2 of 16 failed here.
 """
 
 from __future__ import annotations
