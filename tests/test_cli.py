@@ -179,3 +179,50 @@ def test_ctrl_c_prints_a_line_and_exits_130(tiny_run: Path, tmp_path: Path, monk
     monkeypatch.setattr(load_module, "load_run", interrupted)
     res = CliRunner().invoke(main, ["load", str(tiny_run), "--store", str(tmp_path / "g")])
     assert res.exit_code == 130 and "interrupted" in res.output and "Traceback" not in res.output
+
+
+def _cli_option(path: str, name: str) -> object:
+    """The default of option `name` of the command at `path` ("bench build")."""
+    import click
+
+    cmd: click.Command = main
+    for part in path.split():
+        assert isinstance(cmd, click.Group)
+        cmd = cmd.commands[part]
+    (param,) = [p for p in cmd.params if p.name == name]
+    return param.default
+
+
+def test_cli_defaults_are_the_librarys() -> None:
+    """A default the CLI states must be the one the library call it wires to uses (`analyze
+    --k` once said 5 where `Workspace.analyze` used 8)."""
+    import inspect
+
+    from graphkit.bench.groups import BuildConfig
+    from graphkit.bench.judge import JudgeConfig
+    from graphkit.graph import FeatureGraph
+    from graphkit.report import view_feature
+
+    def param(fn: object, name: str) -> object:
+        return inspect.signature(fn).parameters[name].default  # type: ignore[arg-type]
+
+    pairs = {
+        ("downstream", "k"): param(FeatureGraph.downstream, "k"),
+        ("upstream", "k"): param(FeatureGraph.upstream, "k"),
+        ("motor", "k"): param(FeatureGraph.motor_paths, "k"),
+        ("load", "batch_size"): param(load_run, "batch_size"),
+        ("steer", "max_new_tokens"): param(Workspace.steer_features, "max_new_tokens"),
+        ("steer", "on_generated"): param(Workspace.steer_features, "on_generated"),
+        ("view", "hops"): param(view_feature, "hops"),
+        ("view", "k"): param(view_feature, "k"),
+        ("bench build", "mode"): BuildConfig.mode,
+        ("bench build", "value"): BuildConfig.value,
+        ("bench run", "provider"): JudgeConfig.provider,
+        ("bench run", "judge_model"): JudgeConfig.model,
+    }
+    for (cmd, name), library in pairs.items():
+        assert _cli_option(cmd, name) == library, (cmd, name)
+    # options whose CLI default is None mean "the library's default", stated once there
+    assert _cli_option("analyze", "k") is None
+    for name in ("top_k", "context", "batch_tokens", "window", "dtype", "memory_budget", "device"):
+        assert _cli_option("collect", name) is None, name
