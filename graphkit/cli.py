@@ -563,7 +563,7 @@ def bench_run(
     from pathlib import Path
 
     from graphkit.bench import report
-    from graphkit.bench.groups import read_groups
+    from graphkit.bench.records import read_groups
     from graphkit.bench.judge import JudgeConfig
     from graphkit.bench.predictors import score_predictor
 

@@ -14,23 +14,26 @@ import pytest
 
 from graphkit.bench.judge import Judge, JudgeConfig, parse_ranking, render
 from graphkit.bench.protocol import evaluate, presentations
+from graphkit.bench.records import Candidate, Downstream, Group, Steering
 
 
-def group(n: int, truth: int) -> dict:
-    return {
-        "prompt": "What is the color of grass? Answer in one word within <answer></answer>",
-        "answer": "green",
-        "steering": {"mode": "mul", "value": -1.0},
-        "truth": truth,
-        "candidates": [
-            {
-                "top_examples": [f"«green» {i}"],
-                "top_unembeds": ["green", f"t{i}"],
-                "downstream": [{"twera": 1.5, "top_unembeds": ["say-green" if i == truth else "hex"]}],
-            }
+def group(
+    n: int, truth: int, prompt: str = "What is the color of grass? Answer in one word within <answer></answer>"
+) -> Group:
+    return Group(
+        prompt=prompt,
+        answer="green",
+        steering=Steering("mul", -1.0),
+        truth=truth,
+        candidates=tuple(
+            Candidate(
+                top_examples=(f"«green» {i}",),
+                top_unembeds=("green", f"t{i}"),
+                downstream=(Downstream(1.5, ("say-green" if i == truth else "hex",)),),
+            )
             for i in range(n)
-        ],
-    }
+        ),
+    )
 
 
 class Server:
@@ -109,25 +112,24 @@ def test_judge_through_the_real_sdk(server: Server, tmp_path: Path, provider: st
     groups = [group(3, 1), group(4, 3)]
     judge = Judge(cfg)
     score = evaluate(
-        [(len(g["candidates"]), g["truth"]) for g in groups], lambda i, order: judge.rank(groups[i], order, "all")
+        [(len(g.candidates), g.truth) for g in groups], lambda i, order: judge.rank(groups[i], order, "all")
     )
     assert score.mean == 0 and score.failures == 0
     distinct = sum(
-        len({tuple(o) for o in presentations(len(g["candidates"]), g["truth"], seed=i)}) for i, g in enumerate(groups)
+        len({tuple(o) for o in presentations(len(g.candidates), g.truth, seed=i)}) for i, g in enumerate(groups)
     )
     assert judge.calls == 2 * distinct, "each distinct presentation: one malformed reply, one retry; repeats cached"
     assert server.requests[0]["path"].endswith("/messages" if provider == "anthropic" else "/chat/completions")
     # a rerun is served from the cache: no request reaches the server
     before = len(server.requests)
     again = Judge(cfg)
-    evaluate([(len(g["candidates"]), g["truth"]) for g in groups], lambda i, order: again.rank(groups[i], order, "all"))
+    evaluate([(len(g.candidates), g.truth) for g in groups], lambda i, order: again.rank(groups[i], order, "all"))
     assert len(server.requests) == before and again.calls == 0
 
 
 def test_malformed_answers_are_counted_as_failures(server: Server, tmp_path: Path) -> None:
     cfg = JudgeConfig(model="test-judge", base_url=server.url, api_key="k", cache_dir=tmp_path / "c", retries=2)
-    g = group(3, 0)
-    g["prompt"] = "NEVER answered properly"
+    g = group(3, 0, prompt="NEVER answered properly")
     judge = Judge(cfg)
     score = evaluate([(3, 0)], lambda _i, order: judge.rank(g, order, "examples"))
     assert score.failures == 6 and score.mean == 1.0

@@ -3,17 +3,18 @@ out of sample with folds that never split a question, and it finds a planted sig
 
 from __future__ import annotations
 
-import copy
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from graphkit.bench.learned import FEATURES, design, folds_by_question, out_of_sample_scores
 from graphkit.bench.predictors import score_predictor
+from graphkit.bench.records import Candidate, Downstream, Group, Steering, read_groups, write_groups
 
 
-def synthetic_groups(n_questions: int = 30, per_question: int = 2, seed: int = 0) -> list[dict]:
+def synthetic_groups(n_questions: int = 30, per_question: int = 2, seed: int = 0) -> list[Group]:
     """Groups where the steering candidate's downstream says the answer and its examples and
     unembeds look like everyone else's (so only downstream information can find it)."""
     rng = random.Random(seed)
@@ -27,24 +28,25 @@ def synthetic_groups(n_questions: int = 30, per_question: int = 2, seed: int = 0
             for i in range(n):
                 says = i == truth
                 cands.append(
-                    {
-                        "top_examples": [f"the «{answer}» is here {rng.random():.3f}"] * 5,
-                        "top_unembeds": [f" {answer}", " a", " b"],
-                        "downstream": [
-                            {"twera": 0.5, "top_unembeds": [f" {answer}" if says else " other", " x"]},
-                            {"twera": -0.2, "top_unembeds": [" y"]},
-                        ],
-                    }
+                    Candidate(
+                        top_examples=(f"the «{answer}» is here {rng.random():.3f}",) * 5,
+                        top_unembeds=(f" {answer}", " a", " b"),
+                        downstream=(
+                            Downstream(0.5, (f" {answer}" if says else " other", " x")),
+                            Downstream(-0.2, (" y",)),
+                        ),
+                    )
                 )
             groups.append(
-                {
-                    "prompt": f"What is thing {q}?",
-                    "answer": answer,
-                    "answer_words": [answer],
-                    "truth": truth,
-                    "candidates": cands,
-                    "id": f"g{q}-{r}",
-                }
+                Group(
+                    prompt=f"What is thing {q}?",
+                    answer=answer,
+                    answer_words=(answer,),
+                    truth=truth,
+                    candidates=tuple(cands),
+                    steering=Steering("mul", -1.0),
+                    id=f"g{q}-{r}",
+                )
             )
     return groups
 
@@ -54,17 +56,17 @@ def test_folds_never_split_a_question() -> None:
     folds = folds_by_question(groups, k=5)
     by_prompt: dict[str, set[int]] = {}
     for g, f in zip(groups, folds, strict=True):
-        by_prompt.setdefault(g["prompt"], set()).add(f)
+        by_prompt.setdefault(g.prompt, set()).add(f)
     assert all(len(fs) == 1 for fs in by_prompt.values()) and len(set(folds)) == 5
 
 
 def test_each_condition_reads_only_what_it_shows() -> None:
     groups = synthetic_groups(n_questions=4)
-    changed = copy.deepcopy(groups)
-    for g in changed:
-        for c in g["candidates"]:
-            c["top_unembeds"] = [" zzz"]
-            c["downstream"] = [{"twera": 1.0, "top_unembeds": [" zzz"]}]
+    other = (Downstream(1.0, (" zzz",)),)
+    changed = [
+        replace(g, candidates=tuple(replace(c, top_unembeds=(" zzz",), downstream=other) for c in g.candidates))
+        for g in groups
+    ]
     for a, b in zip(design(groups, "examples"), design(changed, "examples"), strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(design(groups, "all"), design(changed, "all"), strict=True))
@@ -74,8 +76,7 @@ def test_each_condition_reads_only_what_it_shows() -> None:
 def test_a_groups_score_does_not_depend_on_its_own_label() -> None:
     groups = synthetic_groups()
     scores, _ = out_of_sample_scores(groups, "all")
-    flipped = copy.deepcopy(groups)
-    flipped[0]["truth"] = (flipped[0]["truth"] + 1) % 5
+    flipped = [replace(groups[0], truth=(groups[0].truth + 1) % 5), *groups[1:]]
     again, _ = out_of_sample_scores(flipped, "all")
     np.testing.assert_allclose(scores[0], again[0])
 
@@ -93,16 +94,12 @@ def test_the_planted_downstream_signal_is_found_only_where_shown(condition: str,
 
 
 def test_the_report_has_the_notes_table_and_says_whether_downstream_adds(tmp_path) -> None:
-    import json
-
     from click.testing import CliRunner
 
     from graphkit.cli import main
 
     path = tmp_path / "groups.jsonl"
-    path.write_text(
-        "".join(json.dumps(g | {"steering": {"mode": "mul", "value": -1.0}}) + "\n" for g in synthetic_groups())
-    )
+    write_groups(synthetic_groups(), path)
     for condition in FEATURES:
         res = CliRunner().invoke(main, ["bench", "run", str(path), "--predictor", "learned", "--condition", condition])
         assert res.exit_code == 0, res.output
@@ -110,3 +107,18 @@ def test_the_report_has_the_notes_table_and_says_whether_downstream_adds(tmp_pat
     assert res.exit_code == 0, res.output
     assert "| + TWERA downstream features |" in res.output and "| 0.381 |" in res.output
     assert "Downstream information adds to the others on this model" in res.output
+
+
+def test_groups_round_trip_and_bad_lines_are_named(tmp_path) -> None:
+    import json
+
+    from graphkit.bench.records import GroupsError
+
+    groups = synthetic_groups(n_questions=3)
+    path = tmp_path / "groups.jsonl"
+    assert write_groups(groups, path) == len(groups)
+    assert read_groups(path) == groups
+    row = groups[0].to_json() | {"truth": 7}  # out of range
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(GroupsError, match=r"line 1: .*truth 7 of 5 candidates"):
+        read_groups(path)

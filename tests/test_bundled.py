@@ -77,20 +77,20 @@ def test_group_discovery_ground_truth_reverifies(bundled: Path) -> None:
     groups = list(build_groups(ws, [(q["prompt"], q["answer"]) for q in questions], cfg, progress=False))
     assert groups, "the bundled model yields look-alike groups"
     for g in groups[:3]:
-        assert 3 <= len(g["candidates"]) <= 5
-        assert sum(c["changed"] for c in g["candidates"]) == 1 and g["candidates"][g["truth"]]["changed"]
-        for i, c in enumerate(g["candidates"]):
+        assert 3 <= len(g.candidates) <= 5
+        assert sum(c.changed for c in g.candidates) == 1 and g.candidates[g.truth].changed
+        for i, c in enumerate(g.candidates):
             r = steer(
                 ws.model,
                 ws.dictionary,
-                g["prompt"],
-                [Intervention(c["layer"], c["index"], "mul", cfg.value)],
+                g.prompt,
+                [Intervention(c.layer, c.index, "mul", cfg.value)],
                 Positions(),
                 max_new_tokens=cfg.max_new_tokens,
                 on_generated=True,
             )
-            assert r.changed == (i == g["truth"]), f"{g['id']} candidate {i} does not re-verify"
-            assert r.baseline_answer == g["answer"]
+            assert r.changed == (i == g.truth), f"{g.id} candidate {i} does not re-verify"
+            assert r.baseline_answer == g.answer
 
 
 @pytest.mark.slow  # ≥ 15 s: `pytest -m slow` (CI runs it)

@@ -7,7 +7,8 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from graphkit.bench.groups import BuildConfig, build_groups, write_groups
+from graphkit.bench.groups import BuildConfig, build_groups
+from graphkit.bench.records import write_groups
 from graphkit.checks import Workspace
 from loaders.collect import collect
 from loaders.corpus import CorpusError

@@ -16,25 +16,23 @@ For each prompt with an expected answer (bundled: the corpus builder's held-out 
    examples, top unembeds, the answer token's logit-lens value and vocabulary rank, and the
    TWERA downstream list with each downstream feature's own top unembeds and answer logit.
 
-Groups are JSON lines (`write_groups`).
+Groups are `records.Group`s, saved as JSON lines (`records.write_groups`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
 from graphkit.answers import answer_context, extract_answer
+from graphkit.bench.records import Candidate, Downstream, Group, Steering
 from graphkit.checks import Workspace
-from graphkit.steering import Intervention, Mode, Positions, steer
-from loaders.errors import GraphkitError
+from graphkit.steering import Intervention, Mode, Positions, SteeringResult, steer
 from loaders.graph.schema import normalize_token
 from loaders.logit_lens import unembed_directions
 from loaders.model import decode
@@ -89,41 +87,44 @@ class _Describer:
         rows = sorted(t.to_pylist(), key=lambda r: r["rank"])[: self.cfg.n_examples]
         return ["".join(f"«{x}»" if i == r["center"] else x for i, x in enumerate(r["tokens"])) for r in rows]
 
-    def describe(self, layer: int, index: int, answer_token: int, activation: float) -> dict[str, Any]:
+    def describe(
+        self, layer: int, index: int, answer_token: int, activation: float, outcome: SteeringResult
+    ) -> Candidate:
         g = self.ws.graph
         feature = g.feature(layer, index)
         lens = self.logit_lens(layer, index)
-        downstream = []
-        for e in g.downstream(layer, index, k=self.cfg.n_downstream):
-            downstream.append(
-                {
-                    "feature": e.id,
-                    "layer": e.layer,
-                    "index": e.index,
-                    "twera": e.twera,
-                    "top_unembeds": list(e.top_tokens),
-                    "motor_word": e.motor_word,
-                    "answer_logit": float(self.logit_lens(e.layer, e.index)[answer_token]),
-                }
+        downstream = tuple(
+            Downstream(
+                twera=e.twera,
+                top_unembeds=tuple(e.top_tokens),
+                answer_logit=float(self.logit_lens(e.layer, e.index)[answer_token]),
+                feature=e.id,
+                layer=e.layer,
+                index=e.index,
+                motor_word=e.motor_word,
             )
-        return {
-            "feature": g.id(layer, index),
-            "layer": layer,
-            "index": index,
-            "activation": activation,
-            "top_examples": self.top_examples(layer, index),
-            "top_unembeds": list(feature.top_tokens),
-            "example_tokens": list(feature.example_tokens),
-            "motor_word": feature.motor_word,
-            "answer_logit": float(lens[answer_token]),
-            "answer_rank": int((lens > lens[answer_token]).sum()),
-            "downstream": downstream,
-        }
+            for e in g.downstream(layer, index, k=self.cfg.n_downstream)
+        )
+        return Candidate(
+            feature=g.id(layer, index),
+            layer=layer,
+            index=index,
+            activation=activation,
+            top_examples=tuple(self.top_examples(layer, index)),
+            top_unembeds=tuple(feature.top_tokens),
+            example_tokens=tuple(feature.example_tokens),
+            motor_word=feature.motor_word,
+            answer_logit=float(lens[answer_token]),
+            answer_rank=int((lens > lens[answer_token]).sum()),
+            downstream=downstream,
+            changed=outcome.changed,
+            steered_answer=outcome.steered_answer,
+        )
 
 
 def build_groups(
     ws: Workspace, prompts: Sequence[tuple[str, str]], cfg: BuildConfig = BuildConfig(), progress: bool = True
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Group]:
     """Yield groups (module docstring) from (prompt, expected answer) pairs."""
     from tqdm import tqdm
 
@@ -170,63 +171,17 @@ def build_groups(
         members = sorted([truth, *distractors], key=lambda p: (p[0], p[1]))
         answer_token = tok(answer, add_special_tokens=False).input_ids[0]
         outcome = {(l, i): o for (l, i, _, _), o in zip(pool, outcomes, strict=True)}
-        candidates = []
-        for layer, index, act, _ in members:
-            c = describer.describe(layer, index, answer_token, act)
-            o = outcome[(layer, index)]
-            c |= {"changed": o.changed, "steered_answer": o.steered_answer}
-            candidates.append(c)
-        yield {
-            "id": f"g{n:04d}",
-            "prompt": prompt,
-            "answer": answer,
-            "answer_words": sorted(words),
-            "answer_token": decode(tok, [answer_token]),
-            "steering": {"mode": cfg.mode, "value": cfg.value},
-            "truth": members.index(truth),
-            "candidates": candidates,
-            "config": asdict(cfg),
-        }
-
-
-def write_groups(groups: Iterator[dict[str, Any]], path: Path) -> int:
-    """Write groups as JSON lines atomically; return how many."""
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with tmp.open("w") as f:
-        for g in groups:
-            f.write(json.dumps(g) + "\n")
-            n += 1
-    tmp.replace(path)
-    return n
-
-
-GROUP_KEYS = ("prompt", "answer", "candidates", "steering")
-"""Keys every line of a groups file has (`bench build` writes them)."""
-
-
-def read_groups(path: Path) -> list[dict[str, Any]]:
-    """The groups of a JSONL file `bench build` wrote; anything else is a clear error."""
-    groups = []
-    with Path(path).open() as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                g = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GroupsError(f"{path}, line {n}: not JSON ({e.msg}); give a groups file from `bench build`") from e
-            missing = [k for k in GROUP_KEYS if not isinstance(g, dict) or k not in g]
-            if missing:
-                raise GroupsError(
-                    f"{path}, line {n}: not a look-alike group (no {', '.join(missing)}); "
-                    "give a groups file from `graphkit bench build`"
-                )
-            groups.append(g)
-    if not groups:
-        raise GroupsError(f"{path} holds no groups")
-    return groups
-
-
-class GroupsError(GraphkitError, ValueError):
-    """A file that is not a groups file."""
+        yield Group(
+            id=f"g{n:04d}",
+            prompt=prompt,
+            answer=answer,
+            answer_words=tuple(sorted(words)),
+            answer_token=decode(tok, [answer_token]),
+            steering=Steering(cfg.mode, cfg.value),
+            truth=members.index(truth),
+            candidates=tuple(
+                describer.describe(layer, index, answer_token, act, outcome[(layer, index)])
+                for layer, index, act, _ in members
+            ),
+            config=asdict(cfg),
+        )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from graphkit.bench.records import Candidate, Group
 from loaders.errors import GraphkitError
 
 PROMPTS = Path(__file__).resolve().parent / "prompts"
@@ -55,38 +56,37 @@ class JudgeConfig:
             raise ValueError(f"judge provider must be anthropic or openai, not {self.provider!r}")
 
 
-def describe(candidate: dict[str, Any], condition: str) -> str:
+def describe(candidate: Candidate, condition: str) -> str:
     """What the judge sees about one candidate under `condition`."""
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
-    lines = ["  top activating examples:"] + [f"    - {e}" for e in candidate["top_examples"][:5]]
+    lines = ["  top activating examples:"] + [f"    - {e}" for e in candidate.top_examples[:5]]
     if condition in ("examples+unembeds", "all"):
-        lines.append("  top unembeds: " + ", ".join(repr(t) for t in candidate["top_unembeds"][:10]))
+        lines.append("  top unembeds: " + ", ".join(repr(t) for t in candidate.top_unembeds[:10]))
     if condition in ("examples+downstream", "all"):
         lines.append("  downstream features (by TWERA, sign = promotes + / suppresses -):")
-        for d in candidate["downstream"][:8]:
+        for d in candidate.downstream[:8]:
             lines.append(
-                f"    - {d['twera']:+.3g}: a feature whose top unembeds are "
-                + ", ".join(repr(t) for t in d["top_unembeds"][:6])
+                f"    - {d.twera:+.3g}: a feature whose top unembeds are "
+                + ", ".join(repr(t) for t in d.top_unembeds[:6])
             )
     return "\n".join(lines)
 
 
-def render(group: dict[str, Any], order: Sequence[int], condition: str) -> tuple[str, str]:
+def render(group: Group, order: Sequence[int], condition: str) -> tuple[str, str]:
     """(system, user) prompts for one presentation of `group`."""
     system = (PROMPTS / "judge_system.txt").read_text().strip()
     blocks = [
-        f"Candidate {string.ascii_uppercase[pos]}:\n{describe(group['candidates'][i], condition)}"
+        f"Candidate {string.ascii_uppercase[pos]}:\n{describe(group.candidates[i], condition)}"
         for pos, i in enumerate(order)
     ]
-    steering = group["steering"]
     user = (
         (PROMPTS / "judge_user.txt")
         .read_text()
         .format(
-            prompt=group["prompt"],
-            answer=group["answer"],
-            steering=f"{steering['mode']} {steering['value']:+g}",
+            prompt=group.prompt,
+            answer=group.answer,
+            steering=f"{group.steering.mode} {group.steering.value:+g}",
             candidates="\n\n".join(blocks),
         )
         .strip()
@@ -165,7 +165,7 @@ class Judge:
         tmp.replace(path)
         return text
 
-    def rank(self, group: dict[str, Any], order: Sequence[int], condition: str) -> list[int] | None:
+    def rank(self, group: Group, order: Sequence[int], condition: str) -> list[int] | None:
         """Candidate indices best first for one presentation, or None after the retries."""
         system, user = render(group, order, condition)
         for attempt in range(self.cfg.retries + 1):

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
 from graphkit.bench.judge import CONDITIONS
+from graphkit.bench.records import Candidate, Group
 from loaders.graph.schema import normalize_token
 
 FEATURES: dict[str, tuple[str, ...]] = {
@@ -53,12 +53,12 @@ def _words(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text)}
 
 
-def candidate_features(group: dict[str, Any], c: dict[str, Any]) -> dict[str, float]:
+def candidate_features(group: Group, c: Candidate) -> dict[str, float]:
     """Every feature of the module docstring for candidate `c` of `group`."""
-    answer = {w.lower() for w in group.get("answer_words") or []} | {normalize_token(group["answer"])}
+    answer = {w.lower() for w in group.answer_words} | {normalize_token(group.answer)}
     answer.discard("")
-    examples = list(c["top_examples"])[:5]
-    prompt = _words(group["prompt"])
+    examples = c.top_examples[:5]
+    prompt = _words(group.prompt)
     peaks = [normalize_token(m.group(1)) for e in examples if (m := _PEAK.search(e))]
     f = {
         "ex_peak": sum(p in answer for p in peaks) / max(len(examples), 1),
@@ -68,29 +68,27 @@ def candidate_features(group: dict[str, Any], c: dict[str, Any]) -> dict[str, fl
         if examples
         else 0.0,
     }
-    unembeds = [normalize_token(t) for t in list(c["top_unembeds"])[:10]]
+    unembeds = [normalize_token(t) for t in c.top_unembeds[:10]]
     ranks = [r for r, t in enumerate(unembeds) if t in answer]
     f["un_has"] = float(bool(ranks))
     f["un_rank"] = (10 - ranks[0]) / 10 if ranks else 0.0
-    down = list(c["downstream"])[:8]
-    says = [any(normalize_token(t) in answer for t in d["top_unembeds"][:6]) for d in down]
-    mass = sum(abs(d["twera"]) for d in down) or 1.0
-    f["dn_share"] = sum(abs(d["twera"]) for d, s in zip(down, says, strict=True) if s) / mass
-    f["dn_signed"] = sum(d["twera"] for d, s in zip(down, says, strict=True) if s) / mass
-    f["dn_first"] = float(
-        sum(bool(d["top_unembeds"]) and normalize_token(d["top_unembeds"][0]) in answer for d in down)
-    )
+    down = c.downstream[:8]
+    says = [any(normalize_token(t) in answer for t in d.top_unembeds[:6]) for d in down]
+    mass = sum(abs(d.twera) for d in down) or 1.0
+    f["dn_share"] = sum(abs(d.twera) for d, s in zip(down, says, strict=True) if s) / mass
+    f["dn_signed"] = sum(d.twera for d, s in zip(down, says, strict=True) if s) / mass
+    f["dn_first"] = float(sum(bool(d.top_unembeds) and normalize_token(d.top_unembeds[0]) in answer for d in down))
     return f
 
 
-def design(groups: Sequence[dict[str, Any]], condition: str) -> list[np.ndarray]:
+def design(groups: Sequence[Group], condition: str) -> list[np.ndarray]:
     """Per group, its candidates' features under `condition`, standardized within the group."""
     if condition not in CONDITIONS:
         raise ValueError(f"condition {condition!r}: one of {', '.join(CONDITIONS)}")
     names = FEATURES[condition]
     out = []
     for g in groups:
-        x = np.array([[candidate_features(g, c)[n] for n in names] for c in g["candidates"]], dtype=np.float64)
+        x = np.array([[candidate_features(g, c)[n] for n in names] for c in g.candidates], dtype=np.float64)
         sd = x.std(0)
         out.append((x - x.mean(0)) / np.where(sd > 0, sd, 1.0))
     return out
@@ -122,21 +120,21 @@ def fit(xs: Sequence[np.ndarray], truths: Sequence[int], l2: float = 0.1, steps:
     return w.detach().numpy()
 
 
-def folds_by_question(groups: Sequence[dict[str, Any]], k: int, seed: int = 0) -> list[int]:
+def folds_by_question(groups: Sequence[Group], k: int, seed: int = 0) -> list[int]:
     """A fold per group; all groups of one question share a fold."""
-    questions = sorted({g["prompt"] for g in groups})
+    questions = sorted({g.prompt for g in groups})
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(questions))
     fold_of = {questions[q]: i % k for i, q in enumerate(order)}
-    return [fold_of[g["prompt"]] for g in groups]
+    return [fold_of[g.prompt] for g in groups]
 
 
 def out_of_sample_scores(
-    groups: Sequence[dict[str, Any]], condition: str, k: int = 5, l2: float = 0.1, seed: int = 0
+    groups: Sequence[Group], condition: str, k: int = 5, l2: float = 0.1, seed: int = 0
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(per group the candidates' scores from the model fit without its fold, each fold's weights)."""
     xs = design(groups, condition)
-    truths = [int(g["truth"]) for g in groups]
+    truths = [g.truth for g in groups]
     folds = folds_by_question(groups, k, seed)
     scores: list[np.ndarray] = [np.zeros(0)] * len(groups)
     weights = []

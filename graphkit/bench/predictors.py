@@ -25,12 +25,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from graphkit.bench.protocol import Score, evaluate
-
-Candidate = dict[str, Any]
+from graphkit.bench.records import Candidate, Group
 
 
 def _twera(c: Candidate) -> float:
-    return float(sum(d["twera"] * d["answer_logit"] for d in c["downstream"]))
+    return float(sum(d.twera * d.answer_logit for d in c.downstream))
 
 
 def _scaled(values: Sequence[float]) -> list[float]:
@@ -39,20 +38,18 @@ def _scaled(values: Sequence[float]) -> list[float]:
 
 
 SCORERS: dict[str, Callable[[Sequence[Candidate]], list[float]]] = {
-    "logit": lambda cs: [c["answer_logit"] for c in cs],
-    "logit-rank": lambda cs: [-float(c["answer_rank"]) for c in cs],
-    "activation": lambda cs: [c["activation"] for c in cs],
+    "logit": lambda cs: [c.answer_logit for c in cs],
+    "logit-rank": lambda cs: [-float(c.answer_rank) for c in cs],
+    "activation": lambda cs: [c.activation for c in cs],
     "twera": lambda cs: [_twera(c) for c in cs],
     "twera+logit": lambda cs: [
-        a + b for a, b in zip(_scaled([_twera(c) for c in cs]), _scaled([c["answer_logit"] for c in cs]), strict=True)
+        a + b for a, b in zip(_scaled([_twera(c) for c in cs]), _scaled([c.answer_logit for c in cs]), strict=True)
     ],
 }
 OFFLINE = ("random", *SCORERS)
 
 
-def offline_ranker(
-    name: str, groups: Sequence[dict[str, Any]], seed: int = 0
-) -> Callable[[int, Sequence[int]], list[int]]:
+def offline_ranker(name: str, groups: Sequence[Group], seed: int = 0) -> Callable[[int, Sequence[int]], list[int]]:
     """`rank(group_index, presented_order)` for an offline predictor."""
     if name == "random":
         rng = random.Random(seed)
@@ -65,7 +62,7 @@ def offline_ranker(
         return shuffle
     if name not in SCORERS:
         raise ValueError(f"unknown predictor {name!r}; offline: {', '.join(OFFLINE)}; or judge")
-    scores = [SCORERS[name](g["candidates"]) for g in groups]
+    scores = [SCORERS[name](g.candidates) for g in groups]
 
     def rank(g: int, order: Sequence[int]) -> list[int]:
         return sorted(order, key=lambda i: -scores[g][i])  # stable: ties keep presented order
@@ -74,13 +71,13 @@ def offline_ranker(
 
 
 def run_predictor(
-    groups: Sequence[dict[str, Any]], rank: Callable[[int, Sequence[int]], Sequence[int] | None], seed: int = 0
+    groups: Sequence[Group], rank: Callable[[int, Sequence[int]], Sequence[int] | None], seed: int = 0
 ) -> Score:
-    return evaluate([(len(g["candidates"]), g["truth"]) for g in groups], rank, seed=seed)
+    return evaluate([(len(g.candidates), g.truth) for g in groups], rank, seed=seed)
 
 
 def score_predictor(
-    groups: Sequence[dict[str, Any]], predictor: str, condition: str = "", judge: Any = None, seed: int = 0
+    groups: Sequence[Group], predictor: str, condition: str = "", judge: Any = None, seed: int = 0
 ) -> tuple[str, Score]:
     """(the result's name, its score) for an offline predictor, or for ``judge`` (a
     `graphkit.bench.judge.JudgeConfig`) under `condition`."""
