@@ -487,6 +487,29 @@ def view(feature: str, store: str, dictionary: str | None, out: str, hops: int, 
     click.echo(path)
 
 
+@main.command()
+@STORE
+@DICTIONARY
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback: this machine only)."
+)
+@click.option("--port", default=8050, show_default=True)
+def serve(store: str, dictionary: str | None, host: str, port: int) -> None:
+    """Explore the graph in a browser: search, feature pages, neighbourhoods, prompts and steering, Cypher."""
+    from graphkit.explorer import Backend, make_app
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            f"warning: listening on {host}: anyone who reaches it can run steering checks that write to the store",
+            err=True,
+        )
+    app = make_app(Backend(store, dictionary))
+    click.echo(
+        f"graphkit explorer on http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/ (Ctrl-C stops it)"
+    )
+    app.run(host=host, port=port, debug=False)
+
+
 @main.group()
 def bench() -> None:
     """The look-alike benchmark: which descriptor predicts the feature that steers."""
@@ -563,9 +586,9 @@ def bench_run(
     from pathlib import Path
 
     from graphkit.bench import report
-    from graphkit.bench.records import read_groups
     from graphkit.bench.judge import JudgeConfig
     from graphkit.bench.predictors import score_predictor
+    from graphkit.bench.records import read_groups
 
     judge = JudgeConfig(provider=provider, model=judge_model, base_url=base_url)  # type: ignore[arg-type]
     name, score = score_predictor(read_groups(Path(groups)), predictor, condition, judge, seed)

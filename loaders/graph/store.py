@@ -81,11 +81,16 @@ def cypher(name: str) -> str:
     return _cypher_file(name)
 
 
+def cypher_names() -> list[str]:
+    """The names of the queries in cypher/, sorted."""
+    return sorted(p.stem for p in CYPHER_DIR.glob("*.cypher"))
+
+
 def _cypher_file(name: str) -> str:
     """The text of ``cypher/NAME.cypher``."""
     path = CYPHER_DIR / f"{name}.cypher"
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in CYPHER_DIR.glob("*.cypher")))
+        known = ", ".join(cypher_names())
         raise StoreError(f"no query {name!r} in {CYPHER_DIR}; known: {known}")
     return path.read_text()
 
