@@ -288,3 +288,52 @@ def test_the_demo_finding_in_the_browser(served: str) -> None:
         assert not errors, errors
     finally:
         driver.quit()
+
+
+def test_tabs_at_once_while_a_check_writes(tiny_run: Path, tmp_path: Path) -> None:
+    """Pages from several threads while another analyzes a prompt (the embedded store's
+    reader is closed and reopened around each write): every page renders, the write lands."""
+    from loaders.graph.load import load_run
+
+    spec = str(tmp_path / "graph")
+    s = open_store(spec)
+    load_run(tiny_run, s, progress=False)
+    s.close()
+    g, _ = planted(spec)
+    ids = [g.id(layer, i) for layer in range(g.info["n_layers"]) for i in range(0, 24, 4)]
+    g.store.close()
+    backend = Backend(spec)
+    failures: list[str] = []
+
+    def browse() -> None:
+        c = Client(backend)
+        for fid in ids:
+            page = c.page("/feature", f"?id={fid}")
+            if fid not in text(page):
+                failures.append(fid)
+
+    def analyze() -> None:
+        Client(backend).call(
+            ["prompt-analysis.children", "steer-select.options", "steer-select.value"],
+            [("prompt-analyze", "n_clicks", 1)],
+            [("prompt-text", "value", "green grass"), ("prompt-context", "value", []), ("prompt-word", "value", ""),
+             ("prompt-k", "value", 4), ("steer-select", "options", []), ("steer-select", "value", [])],
+        )  # fmt: skip
+
+    threads = [threading.Thread(target=browse) for _ in range(3)] + [threading.Thread(target=analyze)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    g = FeatureGraph(open_store(spec, read_only=True))
+    assert g.store.read("MATCH (p:Prompt) RETURN count(p) AS n")[0]["n"] == 1
+
+
+def test_serve_refuses_a_store_that_is_not_there(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from graphkit.cli import main
+
+    res = CliRunner().invoke(main, ["serve", "--store", str(tmp_path / "nothing")])
+    assert res.exit_code == 1 and "no graph store" in res.output and "Traceback" not in res.output
