@@ -6,4 +6,4 @@ SET f.dictionary = r.dictionary, f.layer = r.layer, f.idx = r.idx, f.count = r.c
     f.density = r.density, f.mean = r.mean, f.max = r.max,
     f.top_tokens = r.top_tokens, f.bottom_tokens = r.bottom_tokens,
     f.example_tokens = r.example_tokens, f.example_summary = r.example_summary,
-    f.motor_word = r.motor_word, f.motor_score = r.motor_score
+    f.motor_word = r.motor_word, f.motor_score = r.motor_score, f.description = r.description

@@ -193,24 +193,8 @@ class Workspace:
         return results
 
     def select(self, query: str, params: dict[str, Any]) -> list[tuple[int, int]]:
-        """(layer, index) of every feature ``cypher/QUERY.cypher`` returns (rows with ``id``).
-
-        A query that takes ``$dictionary`` gets this workspace's unless `params` name one;
-        feature ids in ``id`` / ``ids`` may be short (``1/517``).
-        """
-        params = self.graph.full_ids(params)
-        if "$dictionary" in cypher(query) and "dictionary" not in params:
-            params = {**params, "dictionary": self.graph.dictionary}
-        rows = self.graph.run(query, **params)
-        if rows and "id" not in rows[0]:
-            raise StoreError(
-                f"the selection {query!r} returns columns {', '.join(rows[0])} but no 'id': "
-                "--select needs a query whose rows have an id column of feature ids (e.g. lookalikes, downstream)"
-            )
-        ids = [r["id"] for r in rows if isinstance(r.get("id"), str)]
-        if not ids:
-            raise ValueError(f"the selection {query!r} with {params} returned no features; nothing was steered")
-        return [self.graph.resolve(fid) for fid in ids]
+        """`FeatureGraph.select` on this workspace's graph."""
+        return self.graph.select(query, params)
 
     def steer_selection(
         self, query: str, params: dict[str, Any], prompt: str, mode: Mode, value: float, **options: Any

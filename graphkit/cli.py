@@ -488,6 +488,47 @@ def view(feature: str, store: str, dictionary: str | None, out: str, hops: int, 
 
 
 @main.command()
+@click.argument("features", nargs=-1)
+@STORE
+@DICTIONARY
+@click.option("--select", "select", default=None, help="A query of cypher/ whose rows (column id) are described.")
+@click.option("--param", "params", multiple=True, help="key=value for --select.")
+@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
+@click.option("--judge-model", default="claude-opus-4-7", show_default=True, help="The model that writes.")
+@click.option("--base-url", default=None, help="Endpoint (default: the provider's; any OpenAI-compatible server).")
+@click.option("--dry-run", is_flag=True, help="Print the exact prompts as JSON lines; call nothing, store nothing.")
+def describe(
+    features: tuple[str, ...], store: str, dictionary: str | None, select: str | None, params: tuple[str, ...],
+    provider: str, judge_model: str, base_url: str | None, dry_run: bool,
+) -> None:  # fmt: skip
+    """Describe FEATURES (or what --select returns) in one sentence each, from their examples,
+    unembeds and TWERA downstream; store it on the Feature node."""
+    import dataclasses
+
+    from graphkit import text
+    from graphkit.bench.judge import JudgeConfig
+    from graphkit.describe import describe_features
+    from graphkit.graph import FeatureGraph
+    from loaders.graph.store import open_store
+
+    if bool(features) == bool(select):
+        raise click.UsageError("give FEATURES or --select QUERY (one of them)")
+    s = open_store(store, read_only=dry_run, must_exist=True)
+    if not dry_run:
+        s.ensure_schema()  # stores made before `description` existed (schema.ADDED)
+    g = FeatureGraph(s, dictionary)
+    chosen = g.select(select, dict(text.parse_param(p) for p in params)) if select else [g.resolve(f) for f in features]
+    judge = JudgeConfig(provider=provider, model=judge_model, base_url=base_url)  # type: ignore[arg-type]
+    for d in describe_features(s, chosen, g.dictionary, judge, dry_run=dry_run):
+        if dry_run:
+            click.echo(json.dumps(dataclasses.asdict(d)))
+        else:
+            click.echo(
+                f"{d.id}: {d.text}" if d.text else f"{d.id}: no description (the replies had no DESCRIPTION line)"
+            )
+
+
+@main.command()
 @STORE
 @DICTIONARY
 @click.option(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from graphkit.answers import answer_context
 from graphkit.checks import Workspace
-from graphkit.report import examples, feature_sections
+from graphkit.report import examples, feature_sections, marked
 from graphkit.steering import Positions, SteeringResult
 from graphkit.views import write_report
 from loaders.collect import CollectConfig, collect
@@ -131,7 +131,7 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig(), progress: bool = True) -
                     r["idx"],
                     r["activation"],
                     tuple(r["top_tokens"] or ()),
-                    tuple(_marked(ex) for ex in examples(ws.graph, r["layer"], r["idx"], k=3)),
+                    tuple(marked(ex) for ex in examples(ws.graph, r["layer"], r["idx"], k=3)),
                     tuple(
                         f"{e.layer}/{e.index} ({e.twera:+.3g})" + (f" says {e.motor_word!r}" if e.motor_word else "")
                         for e in down
@@ -154,12 +154,6 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig(), progress: bool = True) -
             sections += feature_sections(ws.graph, c.layer, c.index, hops=2, k=4)
     report = write_report(out / "report.html", "graphkit demo: look-alike features of 'green'", sections)
     return DemoReport(tuple(findings), report, run, time.time() - t0)
-
-
-def _marked(example: dict) -> str:
-    """An example's tokens with the peak marked «like this», newlines as ⏎."""
-    text = "".join(f"«{t}»" if i == example["center"] else t for i, t in enumerate(example["tokens"]))
-    return text.replace("\n", "⏎")
 
 
 def _prompt_html(f: PromptFindings, cfg: DemoConfig) -> str:

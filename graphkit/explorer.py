@@ -193,11 +193,11 @@ def search_results(rows: Sequence[dict[str, Any]]) -> html.Div:
             tokens(r["top_tokens"]),
             tokens(r["example_tokens"], 4),
             r["motor_word"] or "",
-            (r["example_summary"] or "").split(" | ")[0][:100],
+            r.get("description") or (r["example_summary"] or "").split(" | ")[0][:100],
         ]
         for r in rows
     ]
-    head = ["feature", "layer", "density", "top unembeds", "example peaks", "says", "top example"]
+    head = ["feature", "layer", "density", "top unembeds", "example peaks", "says", "description (else top example)"]
     return html.Div([html.P(f"{len(rows)} features"), table(head, body, id="search-table")])
 
 
@@ -244,6 +244,7 @@ def feature_page(g: FeatureGraph, fid: str, sort: str = "twera", k: int = 10) ->
     run = Path(g.info["run"])
     parts: list[Any] = [
         html.H2([f.id, f" — says {f.motor_word!r}" if f.motor_word else ""]),
+        html.P(html.Em(f.description), id="description") if f.description else "",
         html.P(
             f"layer {f.layer} · density {f.density:.4g} · active on {f.count:,} tokens · "
             f"mean {f.mean:.4g} · max {f.max:.4g}"

@@ -78,13 +78,15 @@ class Feature:
     motor_word: str | None
     """The word it says, if it is a motor feature."""
     motor_score: float | None
+    description: str | None = None
+    """One sentence on what it does (`graphkit describe`), if written."""
 
     @staticmethod
     def from_row(r: dict[str, Any]) -> Feature:
         return Feature(
             r["id"], r["dictionary"], r["layer"], r["idx"], r["count"], r["density"], r["mean"], r["max"],
             tuple(r["top_tokens"] or ()), tuple(r["bottom_tokens"] or ()), tuple(r["example_tokens"] or ()),
-            r["example_summary"] or "", r["motor_word"], r["motor_score"],
+            r["example_summary"] or "", r["motor_word"], r["motor_score"], r.get("description"),
         )  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
@@ -215,6 +217,26 @@ class FeatureGraph:
             elif isinstance(value, list):
                 out[key] = [self.id(*self.resolve(v)) if _looks_like_feature(v) else v for v in value]
         return out
+
+    def select(self, query: str, params: dict[str, Any]) -> list[tuple[int, int]]:
+        """(layer, index) of every feature ``cypher/QUERY.cypher`` returns (rows with ``id``).
+
+        A query that takes ``$dictionary`` gets this graph's unless `params` name one; feature
+        ids in ``id`` / ``ids`` may be short (``1/517``).
+        """
+        params = self.full_ids(params)
+        if "$dictionary" in cypher(query) and "dictionary" not in params:
+            params = {**params, "dictionary": self.dictionary}
+        rows = self.run(query, **params)
+        if rows and "id" not in rows[0]:
+            raise StoreError(
+                f"the selection {query!r} returns columns {', '.join(rows[0])} but no 'id': "
+                "--select needs a query whose rows have an id column of feature ids (e.g. lookalikes, downstream)"
+            )
+        ids = [r["id"] for r in rows if isinstance(r.get("id"), str)]
+        if not ids:
+            raise ValueError(f"the selection {query!r} with {params} returned no features; nothing was done")
+        return [self.resolve(fid) for fid in ids]
 
     def feature(self, layer: int, index: int) -> Feature:
         rows = self.store.read(cypher("feature"), {"id": self.id(layer, index)})

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from graphkit.graph import FeatureGraph
@@ -29,9 +28,19 @@ def examples(graph: FeatureGraph, layer: int, index: int, k: int = 5) -> list[di
     return rows
 
 
+def marked(example: dict[str, Any]) -> str:
+    """An example's tokens with the peak marked «like this», newlines as ⏎."""
+    text = "".join(f"«{t}»" if i == example["center"] else t for i, t in enumerate(example["tokens"]))
+    return text.replace("\n", "⏎")
+
+
 def histogram(graph: FeatureGraph, layer: int, index: int) -> go.Figure:
-    table = pq.read_table(_run(graph) / "features.parquet", columns=["layer", "index", "hist"])
-    row = table.filter(pc.and_(pc.equal(table["layer"], layer), pc.equal(table["index"], index)))
+    table = pq.read_table(
+        _run(graph) / "features.parquet",
+        columns=["layer", "index", "hist"],
+        filters=[("layer", "=", layer), ("index", "=", index)],
+    )
+    row = table
     edges = json.loads(table.schema.metadata[b"hist_edges"])
     return histogram_figure(row.column("hist")[0].as_py(), edges, f"activation histogram of {layer}/{index}")
 

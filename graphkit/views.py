@@ -144,6 +144,7 @@ def feature_card_html(
     motor = f" — motor feature, says <b>{html.escape(feature['motor_word'])}</b>" if feature.get("motor_word") else ""
     parts = [
         f'<section class="card" id="card-{fid}"><h2>{fid}{motor}</h2>',
+        f"<p class='description'>{html.escape(feature['description'])}</p>" if feature.get("description") else "",
         f"<p>density {feature['density']:.4g} · mean {feature['mean']:.4g} · max {feature['max']:.4g}</p>",
         "<h3>Top activating examples</h3><ol class='examples'>",
     ]

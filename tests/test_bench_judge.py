@@ -3,11 +3,8 @@ speaks the Messages API (and the OpenAI chat API), including malformed answers."
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ import pytest
 from graphkit.bench.judge import Judge, JudgeConfig, parse_ranking, render
 from graphkit.bench.protocol import evaluate, presentations
 from graphkit.bench.records import Candidate, Downstream, Group, Steering
+from tests.fake_llm import Server
 
 
 def group(
@@ -36,65 +34,20 @@ def group(
     )
 
 
-class Server:
-    """Answers with the true candidate first; the first reply to each new prompt is malformed,
-    and prompts containing 'NEVER' are always malformed."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                outer.requests.append({"path": self.path, "body": body})
-                text = body["messages"][-1]["content"]
-                letters = re.findall(r"^Candidate ([A-Z]):", text, re.M)
-                blocks = re.split(r"^Candidate [A-Z]:", text, flags=re.M)[1:]
-                truth_letter = next((l for l, b in zip(letters, blocks, strict=False) if "say-green" in b), letters[0])
-                ranking = " > ".join([truth_letter] + [l for l in letters if l != truth_letter])
-                first_try = "Attempt" not in text
-                reply = "I am not sure." if ("NEVER" in text or first_try) else f"Because.\nRANKING: {ranking}"
-                if self.path.endswith("/messages"):
-                    payload = {
-                        "id": "msg_1",
-                        "type": "message",
-                        "role": "assistant",
-                        "model": body["model"],
-                        "content": [{"type": "text", "text": reply}],
-                        "stop_reason": "end_turn",
-                        "stop_sequence": None,
-                        "usage": {"input_tokens": 10, "output_tokens": 5},
-                    }
-                else:
-                    payload = {
-                        "id": "c1",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [
-                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}
-                        ],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                    }
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+def rank_truth_first(text: str) -> str:
+    """The true candidate (the one whose downstream says green) first; the first reply to each
+    new prompt is malformed, and prompts containing 'NEVER' are always malformed."""
+    letters = re.findall(r"^Candidate ([A-Z]):", text, re.M)
+    blocks = re.split(r"^Candidate [A-Z]:", text, flags=re.M)[1:]
+    truth_letter = next((l for l, b in zip(letters, blocks, strict=False) if "say-green" in b), letters[0])
+    ranking = " > ".join([truth_letter] + [l for l in letters if l != truth_letter])
+    first_try = "Attempt" not in text
+    return "I am not sure." if ("NEVER" in text or first_try) else f"Because.\nRANKING: {ranking}"
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    s = Server()
+    s = Server(rank_truth_first)
     yield s
     s.httpd.shutdown()
 

@@ -90,7 +90,7 @@ def test_cli_steer_and_empty_selection(store_spec: str) -> None:
         ],
         env=ENV,
     )
-    assert res.exit_code != 0 and "returned no features; nothing was steered" in res.output
+    assert res.exit_code != 0 and "returned no features; nothing was done" in res.output
     res = runner.invoke(
         main,
         [

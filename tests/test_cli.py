@@ -126,7 +126,7 @@ def test_the_judge_says_what_it_lacks(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     judge = Judge(JudgeConfig(provider="anthropic", model="m", cache_dir=tmp_path))
     with pytest.raises(JudgeError, match="set ANTHROPIC_API_KEY"):
-        judge._complete("system", "user")
+        judge.complete("system", "user")
 
 
 @pytest.mark.parametrize("kind", ["embedded", "neo4j"])

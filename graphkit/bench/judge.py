@@ -137,7 +137,8 @@ class Judge:
             )
         return module.OpenAI(api_key=key or "none", base_url=self.cfg.base_url)
 
-    def _complete(self, system: str, user: str) -> str:
+    def complete(self, system: str, user: str) -> str:
+        """The reply to (system, user), from the cache when it was asked before."""
         key = hashlib.sha256(json.dumps([self.cfg.provider, self.cfg.model, system, user]).encode()).hexdigest()
         path = self.cfg.cache_dir / f"{key}.json"
         if path.exists():
@@ -177,7 +178,7 @@ class Judge:
                     "End with exactly one line 'RANKING: X > Y > …' naming every candidate letter once.)"
                 )
             )
-            positions = parse_ranking(self._complete(system, prompt), len(order))
+            positions = parse_ranking(self.complete(system, prompt), len(order))
             if positions is not None:
                 return [order[p] for p in positions]
         return None

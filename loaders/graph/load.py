@@ -208,6 +208,7 @@ def _feature_table(f: pa.Table, ex: pa.Table, dictionary: str, rule: MotorRule) 
             "example_summary": summary,
             "motor_word": pc.if_else(pa.array(is_motor), f.column("top_word"), pa.scalar(None, pa.string())),
             "motor_score": pc.if_else(pa.array(is_motor), f.column("word_gap"), pa.scalar(None, pa.float64())),
+            "description": pa.nulls(f.num_rows, pa.string()),  # `graphkit describe` writes it
         }
     )
     return table, pa.table(fires)

@@ -55,6 +55,7 @@ NODES: dict[str, dict[str, str]] = {
         "example_summary": "STRING",
         "motor_word": "STRING",
         "motor_score": "DOUBLE",
+        "description": "STRING",
     },
     "Token": {"id": "STRING", "model": "STRING", "text": "STRING"},
     "Prompt": {"id": "STRING", "model": "STRING", "text": "STRING", "tokens": "STRING[]"},
@@ -78,7 +79,7 @@ NODES: dict[str, dict[str, str]] = {
     },
 }
 
-ADDED: dict[str, tuple[str, ...]] = {"Steering": ("on_generated", "max_new_tokens")}
+ADDED: dict[str, tuple[str, ...]] = {"Steering": ("on_generated", "max_new_tokens"), "Feature": ("description",)}
 """Properties added after a table's first version: stores made before get them by ALTER."""
 
 
