@@ -35,6 +35,7 @@ WRITE_QUERIES = {
     "link_steering",
     "delete_orphan_steering",  # tests/test_cli.py (graphkit drop)
     "delete_dictionary_relationships",
+    "write_description",  # tests/test_describe.py
 }
 
 
