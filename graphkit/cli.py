@@ -574,7 +574,12 @@ def bench() -> None:
     "--run", "run_dir", type=click.Path(exists=True, file_okay=False), default=None, help="Reuse a collected run."
 )
 @click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True)
-@click.option("--value", type=float, default=-1.0, show_default=True)
+@click.option("--value", type=float, default=-1.0, show_default=True, help="c (mul), α (add: try 5) or v (clamp).")
+@click.option(
+    "--target-from",
+    default=None,
+    help="With --mode add: 'make it say X' groups, X another answer of this relation (e.g. color).",
+)
 def bench_build(
     model_name: str,
     dictionary: str,
@@ -585,6 +590,7 @@ def bench_build(
     run_dir: str | None,
     mode: str,
     value: float,
+    target_from: str | None,
 ) -> None:
     """Discover look-alike groups (exactly one candidate steers) and save them as JSONL."""
     from pathlib import Path
@@ -594,6 +600,8 @@ def bench_build(
     from graphkit.bench.groups import BuildConfig
     from graphkit.steering import Mode
 
+    if (mode == "add") != (target_from is not None):
+        raise click.UsageError("'make it say X' groups take --mode add with --target-from RELATION, together")
     cfg = BuildConfig(mode=cast(Mode, mode), value=value, max_prompts=max_prompts)
     n = build_benchmark(
         model_name,
@@ -604,6 +612,7 @@ def bench_build(
         cfg,
         run=Path(run_dir) if run_dir else None,
         say=click.echo,
+        target_from=target_from,
     )
     click.echo(f"{n} groups → {out}")
 

@@ -100,3 +100,22 @@ def test_conditions_show_what_they_say() -> None:
     assert "say-green" in down and "top unembeds:" not in down
     assert parse_ranking("x\nRANKING: B > A > C", 3) == [1, 0, 2]
     assert parse_ranking("RANKING: B > B > C", 3) is None and parse_ranking("B > A > C", 3) is None
+
+
+def test_add_groups_ask_which_addition_makes_the_model_say_the_target() -> None:
+    from dataclasses import replace
+
+    g = replace(group(3, 1), answer="blue", baseline_answer="green", steering=Steering("add", 5.0))
+    _, user = render(g, [0, 1, 2], "all")
+    assert "own answer: green" in user and "makes the model answer blue" in user and "add +5" in user
+    _, stop = render(group(3, 1), [0, 1, 2], "all")
+    assert "changes the answer" in stop and "own answer" not in stop
+
+
+def test_bench_build_add_needs_a_relation() -> None:
+    from click.testing import CliRunner
+
+    from graphkit.cli import main
+
+    res = CliRunner().invoke(main, ["bench", "build", "--mode", "add", "--value", "5", "--out", "x.jsonl"])
+    assert res.exit_code == 2 and "--target-from" in res.output

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from graphkit.answers import extract_answer
 from graphkit.bench.groups import BuildConfig, build_groups
 from graphkit.checks import Workspace
 from graphkit.cli import main
@@ -91,6 +92,33 @@ def test_group_discovery_ground_truth_reverifies(bundled: Path) -> None:
             )
             assert r.changed == (i == g.truth), f"{g.id} candidate {i} does not re-verify"
             assert r.baseline_answer == g.answer
+
+
+@pytest.mark.slow  # ≥ 15 s: `pytest -m slow` (CI runs it)
+def test_make_it_say_x_groups_reverify(bundled: Path) -> None:
+    """Add groups: the model answers the question itself, the group's answer is another answer
+    of the relation, and re-steering each candidate alone reaches it for the truth only."""
+    from graphkit.bench.build import with_targets
+    from graphkit.bench.groups import build_add_groups
+
+    ws = Workspace.open(bundled / "run" / "graph")
+    rows = read_jsonl(bundled / "corpus" / "questions.jsonl")
+    triples = with_targets(rows, "color")
+    assert triples == with_targets(rows, "color"), "targets are drawn with a seed"
+    assert all(extract_answer(a) != t for _, a, t in triples)
+    cfg = BuildConfig(mode="add", value=5.0, max_prompts=30)
+    groups = list(build_add_groups(ws, triples, cfg, progress=False))
+    assert groups, "the bundled model yields add groups"
+    for g in groups[:3]:
+        assert g.steering.mode == "add" and g.answer != g.baseline_answer
+        assert sum(c.changed for c in g.candidates) == 1 and g.candidates[g.truth].changed
+        for i, c in enumerate(g.candidates):
+            r = steer(
+                ws.model, ws.dictionary, g.prompt, [Intervention(c.layer, c.index, "add", 5.0)], Positions(),
+                max_new_tokens=cfg.max_new_tokens, on_generated=True,
+            )  # fmt: skip
+            assert r.baseline_answer == g.baseline_answer
+            assert (r.steered_answer == g.answer) == (i == g.truth), f"{g.id} candidate {i} does not re-verify"
 
 
 @pytest.mark.slow  # ≥ 15 s: `pytest -m slow` (CI runs it)

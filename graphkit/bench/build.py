@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from graphkit.bench.groups import BuildConfig, build_groups
+from graphkit.answers import extract_answer
+from graphkit.bench.groups import BuildConfig, build_add_groups, build_groups
 from graphkit.bench.records import write_groups
 from graphkit.checks import Workspace
 from loaders.collect import collect
@@ -17,14 +18,31 @@ from loaders.graph.store import open_store
 from loaders.zoo.corpus import build_corpus, read_jsonl
 
 
-def read_prompts(path: Path) -> list[tuple[str, str]]:
+def read_prompts(path: Path) -> list[dict]:
+    """Rows with string ``prompt`` and ``answer`` (and ``relation``, for target groups)."""
     rows = read_jsonl(path)
     bad = [
         i for i, r in enumerate(rows, 1) if not isinstance(r.get("prompt"), str) or not isinstance(r.get("answer"), str)
     ]
     if bad:
         raise CorpusError(f"{path}:{bad[0]}: each line needs string fields 'prompt' and 'answer'")
-    return [(r["prompt"], r["answer"]) for r in rows]
+    return rows
+
+
+def with_targets(rows: Sequence[dict], relation: str, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(prompt, answer, target) for the questions of `relation`: the target is another answer
+    of the same relation (grass → blue), drawn with a seed per question."""
+    chosen = [r for r in rows if r.get("relation") == relation]
+    if not chosen:
+        known = sorted({str(r.get("relation")) for r in rows})
+        raise CorpusError(f"no questions of relation {relation!r} (known: {', '.join(known)}); --target-from needs one")
+    answers = sorted({extract_answer(r["answer"]) for r in chosen})
+    out = []
+    for r in chosen:
+        others = [a for a in answers if a != extract_answer(r["answer"])]
+        if others:
+            out.append((r["prompt"], r["answer"], random.Random(f"{seed}|{r['prompt']}").choice(others)))
+    return out
 
 
 SECONDS_PER_PROMPT = 1.3
@@ -32,6 +50,9 @@ SECONDS_PER_PROMPT = 1.3
 --max-prompts 400`, docs/benchmarks.md): answer context, active features, and up to `pool`
 steering checks of two greedy generations each, for the prompts the model answers right.
 Larger models scale it by their forward time."""
+
+SECONDS_PER_TARGET_PROMPT = 6.0
+"""The same for "make it say X" groups (`--target-from`): every pooled candidate is steered."""
 
 
 def estimate(n_prompts: int, seconds_per_prompt: float = SECONDS_PER_PROMPT) -> str:
@@ -53,9 +74,11 @@ def build_benchmark(
     progress: bool = True,
     run: Path | None = None,
     say: Callable[[str], None] = print,
+    target_from: str | None = None,
 ) -> int:
     """Groups from a collected run (`run`, loaded into RUN/graph if it is not yet) or, without
-    one, from a fresh collect of `model` and `dictionary` over the bundled held-out corpus."""
+    one, from a fresh collect of `model` and `dictionary` over the bundled held-out corpus.
+    With `target_from` (a relation), "make it say X" groups (`groups.build_add_groups`)."""
     cfg = cfg or BuildConfig()
     corpus = work / "corpus"
     if (run is None or prompts is None) and not (corpus / "questions.jsonl").exists():
@@ -66,14 +89,15 @@ def build_benchmark(
     load_run(run, store, progress=progress)  # a no-op when this run is loaded already
     store.close()
     ws = Workspace.open(run / "graph")
-    pairs = (
-        read_prompts(prompts)
-        if prompts
-        else [(q["prompt"], q["answer"]) for q in read_jsonl(corpus / "questions.jsonl")]
-    )
+    rows = read_prompts(prompts) if prompts else read_jsonl(corpus / "questions.jsonl")
+    pairs: list = [(q["prompt"], q["answer"]) for q in rows] if target_from is None else with_targets(rows, target_from)
     random.Random(cfg.seed).shuffle(pairs)  # relations are stored in blocks; sample across them
-    say(estimate(min(len(pairs), cfg.max_prompts or len(pairs))))
-    n = write_groups(build_groups(ws, pairs, cfg, progress=progress), out)
+    n_tried = min(len(pairs), cfg.max_prompts or len(pairs))
+    say(estimate(n_tried, SECONDS_PER_PROMPT if target_from is None else SECONDS_PER_TARGET_PROMPT))
+    groups = (
+        build_groups(ws, pairs, cfg, progress) if target_from is None else build_add_groups(ws, pairs, cfg, progress)
+    )
+    n = write_groups(groups, out)
     (out.with_name(out.name + ".meta.json")).write_text(
         json.dumps(
             {
@@ -81,7 +105,8 @@ def build_benchmark(
                 "dictionary": dictionary,
                 "run": str(run),
                 "prompts": str(prompts or corpus / "questions.jsonl"),
-                "prompts_tried": min(len(pairs), cfg.max_prompts or len(pairs)),
+                "prompts_tried": n_tried,
+                "target_from": target_from,
                 "groups": n,
             },
             indent=2,

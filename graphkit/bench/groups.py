@@ -21,8 +21,10 @@ Groups are `records.Group`s, saved as JSON lines (`records.write_groups`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -129,7 +131,6 @@ def build_groups(
     from tqdm import tqdm
 
     describer = _Describer(ws, cfg)
-    d, tok = ws.dictionary, ws.model.tokenizer
     for n, (prompt, expected) in enumerate(tqdm(prompts[: cfg.max_prompts], disable=not progress, desc="groups")):
         context, answer = answer_context(ws.model, prompt, cfg.max_new_tokens)
         if answer != extract_answer(expected):
@@ -150,38 +151,110 @@ def build_groups(
         pool = pool[: cfg.pool]
         if len(pool) < cfg.min_candidates:
             continue
-        outcomes = [
-            steer(
-                ws.model,
-                d,
-                prompt,
-                [Intervention(l, i, cfg.mode, cfg.value)],
-                Positions(),
-                max_new_tokens=cfg.max_new_tokens,
-                on_generated=True,
-            )
-            for l, i, _, _ in pool
-        ]
-        changed = [p for p, o in zip(pool, outcomes, strict=True) if o.changed]
-        same = [p for p, o in zip(pool, outcomes, strict=True) if not o.changed]
-        if not changed or len(same) < cfg.min_candidates - 1:
-            continue
-        truth = changed[0]
-        distractors = sorted(same, key=lambda p: (-p[3], -p[2]))[: cfg.max_candidates - 1]
-        members = sorted([truth, *distractors], key=lambda p: (p[0], p[1]))
-        answer_token = tok(answer, add_special_tokens=False).input_ids[0]
-        outcome = {(l, i): o for (l, i, _, _), o in zip(pool, outcomes, strict=True)}
-        yield Group(
-            id=f"g{n:04d}",
-            prompt=prompt,
-            answer=answer,
-            answer_words=tuple(sorted(words)),
-            answer_token=decode(tok, [answer_token]),
-            steering=Steering(cfg.mode, cfg.value),
-            truth=members.index(truth),
-            candidates=tuple(
-                describer.describe(layer, index, answer_token, act, outcome[(layer, index)])
-                for layer, index, act, _ in members
-            ),
-            config=asdict(cfg),
+        group = _assemble(ws, cfg, describer, f"g{n:04d}", prompt, answer, answer, words, pool, lambda o: o.changed)
+        if group is not None:
+            yield group
+
+
+Pooled = tuple[int, int, float, int]
+"""(layer, index, activation on the answer context, answer words shared)."""
+
+
+def _assemble(
+    ws: Workspace,
+    cfg: BuildConfig,
+    describer: _Describer,
+    gid: str,
+    prompt: str,
+    answer: str,
+    baseline: str,
+    words: set[str],
+    pool: Sequence[Pooled],
+    success: Callable[[SteeringResult], bool],
+) -> Group | None:
+    """Steer each pooled candidate alone; a group of one that succeeds and the most
+    answer-like that do not, or None when the pool does not make one."""
+    outcomes = [
+        steer(
+            ws.model,
+            ws.dictionary,
+            prompt,
+            [Intervention(l, i, cfg.mode, cfg.value)],
+            Positions(),
+            max_new_tokens=cfg.max_new_tokens,
+            on_generated=True,
         )
+        for l, i, _, _ in pool
+    ]
+    hits = [p for p, o in zip(pool, outcomes, strict=True) if success(o)]
+    misses = [p for p, o in zip(pool, outcomes, strict=True) if not success(o)]
+    if not hits or len(misses) < cfg.min_candidates - 1:
+        return None
+    # stop groups: the strongest that changes the answer (activation order); add groups: a
+    # seeded draw among those that reach the target, so no descriptor picks the truth
+    truth = hits[0] if cfg.mode != "add" else random.Random(f"{gid}|{prompt}").choice(hits)
+    distractors = sorted(misses, key=lambda p: (-p[3], -p[2]))[: cfg.max_candidates - 1]
+    members = sorted([truth, *distractors], key=lambda p: (p[0], p[1]))
+    tok = ws.model.tokenizer
+    answer_token = tok(answer, add_special_tokens=False).input_ids[0]
+    outcome = {(l, i): o for (l, i, _, _), o in zip(pool, outcomes, strict=True)}
+    return Group(
+        id=gid,
+        prompt=prompt,
+        answer=answer,
+        answer_words=tuple(sorted(words)),
+        answer_token=decode(tok, [answer_token]),
+        steering=Steering(cfg.mode, cfg.value),
+        truth=members.index(truth),
+        candidates=tuple(
+            replace(describer.describe(l, i, answer_token, act, outcome[(l, i)]), changed=success(outcome[(l, i)]))
+            for l, i, act, _ in members
+        ),
+        config=asdict(cfg),
+        baseline_answer=baseline,
+    )
+
+
+def _says(goal: str, outcome: SteeringResult) -> bool:
+    return outcome.steered_answer == goal
+
+
+def build_add_groups(
+    ws: Workspace,
+    questions: Sequence[tuple[str, str, str]],
+    cfg: BuildConfig = BuildConfig(mode="add", value=5.0),
+    progress: bool = True,
+) -> Iterator[Group]:
+    """ "Make it say X" groups from (prompt, expected answer, target) triples: the model must
+    answer the expected one; candidates are features whose top unembeds or top-example peaks
+    include a word of the target (active on the prompt or not: adding writes the feature's
+    decoder either way), most target-like first; each is added (`cfg.mode` "add", α =
+    `cfg.value`) alone; a group keeps one that makes the model answer the target (a seeded
+    draw among them) and up to `max_candidates − 1` that do not. `answer` is the target."""
+    from tqdm import tqdm
+
+    if cfg.mode != "add":
+        raise ValueError(f"target groups steer by adding; mode is {cfg.mode!r}")
+    describer = _Describer(ws, cfg)
+    for n, (prompt, expected, target) in enumerate(
+        tqdm(questions[: cfg.max_prompts], disable=not progress, desc="groups")
+    ):
+        context, answer = answer_context(ws.model, prompt, cfg.max_new_tokens)
+        goal = extract_answer(target)
+        if answer != extract_answer(expected) or goal == answer:
+            continue
+        words = answer_words(ws, goal)
+        activation = {(l, i): a for l, i, a in ws.active_features(context)}
+        shared: dict[str, int] = {}
+        for word in sorted(words):
+            for r in ws.graph.by_unembed(word, k=cfg.pool) + ws.graph.by_example_token(word, k=cfg.pool):
+                shared[r["id"]] = shared.get(r["id"], 0) + 1
+        ranked = sorted(shared, key=lambda fid: -shared[fid])[: cfg.pool]
+        pool = [(*ws.graph.resolve(fid), 0.0, shared[fid]) for fid in ranked]
+        pool = [(l, i, activation.get((l, i), 0.0), k) for l, i, _, k in pool]
+        if len(pool) < cfg.min_candidates:
+            continue
+        reaches = partial(_says, goal)
+        group = _assemble(ws, cfg, describer, f"a{n:04d}", prompt, goal, answer, words, pool, reaches)
+        if group is not None:
+            yield group

@@ -80,12 +80,14 @@ def render(group: Group, order: Sequence[int], condition: str) -> tuple[str, str
         f"Candidate {string.ascii_uppercase[pos]}:\n{describe(group.candidates[i], condition)}"
         for pos, i in enumerate(order)
     ]
+    template = "judge_user_add.txt" if group.steering.mode == "add" else "judge_user.txt"
     user = (
-        (PROMPTS / "judge_user.txt")
+        (PROMPTS / template)
         .read_text()
         .format(
             prompt=group.prompt,
             answer=group.answer,
+            baseline=group.baseline_answer or group.answer,
             steering=f"{group.steering.mode} {group.steering.value:+g}",
             candidates="\n\n".join(blocks),
         )

@@ -54,6 +54,7 @@ class Candidate:
     downstream: tuple[Downstream, ...] = ()
     changed: bool = False
     steered_answer: str = ""
+    """`changed`: in mul/clamp groups, the answer changed; in add groups, it became the target."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class Group:
     answer_words: tuple[str, ...] = ()
     answer_token: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    baseline_answer: str = ""
+    """The model's own answer. In "stop saying X" groups (mul, clamp) it is `answer`; in
+    "make it say X" groups (add) `answer` is the target and this what the model says instead."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.truth < len(self.candidates):
