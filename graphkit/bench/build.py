@@ -51,8 +51,9 @@ SECONDS_PER_PROMPT = 1.3
 steering checks of two greedy generations each, for the prompts the model answers right.
 Larger models scale it by their forward time."""
 
-SECONDS_PER_TARGET_PROMPT = 6.0
-"""The same for "make it say X" groups (`--target-from`): every pooled candidate is steered."""
+SECONDS_PER_TARGET_PROMPT = 0.8
+"""The same for "make it say X" groups (`--target-from color --max-prompts 250`: 3 min 9 s):
+every pooled candidate is steered, but nothing is analyzed beyond the answer context."""
 
 
 def estimate(n_prompts: int, seconds_per_prompt: float = SECONDS_PER_PROMPT) -> str:
