@@ -1,5 +1,5 @@
-// Delete steering results no feature links to any more (after a dictionary is dropped).
+// Delete steering results no feature or direction links to any more (after a dictionary is dropped).
 // Parameters: none. Returns nothing.
 MATCH (s:Steering)
-WHERE NOT EXISTS { MATCH (s)<-[:STEERED]-(:Feature) }
+WHERE NOT EXISTS { MATCH (s)<-[:STEERED]-(:Feature) } AND NOT EXISTS { MATCH (s)<-[:DIRECTION_STEERED]-(:Direction) }
 DETACH DELETE s

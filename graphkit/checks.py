@@ -189,7 +189,7 @@ class Workspace:
             for group in groups
         ]
         if write:
-            self._write(results)
+            self.write_steering(results)
         return results
 
     def select(self, query: str, params: dict[str, Any]) -> list[tuple[int, int]]:
@@ -202,19 +202,16 @@ class Workspace:
         """Steer every feature that ``cypher/QUERY.cypher`` returns (rows with ``id``)."""
         return self.steer_features(self.select(query, params), prompt, mode, value, **options)
 
-    def _write(self, results: Sequence[SteeringResult]) -> None:
+    def write_steering(self, results: Sequence[SteeringResult], source: dict[str, str] | None = None) -> None:
+        """Write steering checks, linked to the features they steered or, with
+        ``source={"direction": ID}``, to that Direction node."""
         links = []
         for r in results:
             pid = self._write_prompt(r.prompt)
+            steered = [(iv.layer, iv.index, iv.mode, iv.value) for iv in r.interventions]
             key = json.dumps(  # every option that changes the result
-                [
-                    self.graph.dictionary,
-                    pid,
-                    [(iv.layer, iv.index, iv.mode, iv.value) for iv in r.interventions],
-                    r.positions,
-                    r.on_generated,
-                    r.max_new_tokens,
-                ]
+                [self.graph.dictionary, pid, steered, r.positions, r.on_generated, r.max_new_tokens]
+                + ([source["direction"]] if source else [])
             )
             sid = hashlib.sha256(key.encode()).hexdigest()[:16]
             iv = r.interventions[0]
@@ -240,8 +237,12 @@ class Workspace:
                     "max_new_tokens": r.max_new_tokens,
                 },
             )
-            links += [{"feature": self.id(i.layer, i.index), "steering": sid} for i in r.interventions]
-        self.store.write_rows(cypher("link_steering"), links, batch_size=5000)
+            if source:
+                self.store.write(cypher("link_direction_steering"), {"direction": source["direction"], "steering": sid})
+            else:
+                links += [{"feature": self.id(i.layer, i.index), "steering": sid} for i in r.interventions]
+        if links:
+            self.store.write_rows(cypher("link_steering"), links, batch_size=5000)
 
     def _write_prompt(self, prompt: str) -> str:
         pid = prompt_id(self.model_name, prompt)

@@ -552,6 +552,152 @@ def serve(store: str, dictionary: str | None, host: str, port: int) -> None:
 
 
 @main.group()
+def direction() -> None:
+    """Any residual direction (a probe, a steering vector, a difference of means) as a node."""
+
+
+@direction.command("add")
+@click.argument("name")
+@STORE
+@DICTIONARY
+@click.option(
+    "--vector", required=True, type=click.Path(exists=True, dir_okay=False), help="safetensors, d_model values."
+)
+@click.option("--key", default=None, help="The tensor's name in --vector, when it holds several.")
+@click.option("--layer", type=int, required=True, help="It is read at this layer's read site and written there.")
+@click.option(
+    "--read-vector", default=None, type=click.Path(exists=True, dir_okay=False), help="Default: the unit vector."
+)
+@click.option("--bias", type=float, default=0.0, show_default=True, help="Activation = max(0, x·read + bias).")
+@click.option("--k", type=int, default=10, show_default=True, help="Downstream features printed.")
+def direction_add(
+    name: str, store: str, dictionary: str | None, vector: str, key: str | None, layer: int,
+    read_vector: str | None, bias: float, k: int,
+) -> None:  # fmt: skip
+    """Add NAME: its activation statistics on the run's corpus, top unembeds and TWERA downstream."""
+    from pathlib import Path
+
+    from graphkit import text
+    from graphkit.checks import Workspace
+    from graphkit.directions import add_direction, direction_downstream
+    from graphkit.directions import read_vector as read
+    from loaders.direction import Direction
+
+    ws = Workspace.open(store, dictionary)
+    r = read(Path(read_vector)) if read_vector else None
+    result = add_direction(ws, Direction.of(name, layer, read(Path(vector), key), r, bias))
+    click.echo(
+        f"{name}: layer {layer}, active on {result.count} tokens (density {result.density:.4g}, max {result.max:.4g}); "
+        f"top unembeds {', '.join(repr(t) for t in result.top_tokens[:6])}"
+    )
+    click.echo(text.edges(f"direction {name}", "down", direction_downstream(ws.graph, name, k)))
+
+
+@direction.command("diff-means")
+@STORE
+@DICTIONARY
+@click.option("--positive", required=True, type=click.Path(exists=True, dir_okay=False), help="Prompts, one per line.")
+@click.option("--negative", required=True, type=click.Path(exists=True, dir_okay=False), help="Prompts, one per line.")
+@click.option("--layer", type=int, required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="safetensors file to write.")
+def direction_diff_means(
+    store: str, dictionary: str | None, positive: str, negative: str, layer: int, out: str
+) -> None:
+    """Mean read-site activation of the positive prompts minus that of the negative ones."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from graphkit.checks import Workspace
+    from loaders.direction import diff_means
+
+    def lines(path: str) -> list[str]:
+        return [x for x in Path(path).read_text().splitlines() if x.strip()]
+
+    ws = Workspace.open(store, dictionary)
+    v = diff_means(ws.model, ws.dictionary, lines(positive), lines(negative), layer)
+    save_file({"direction": v.float().contiguous()}, out)
+    click.echo(f"{out}: |v| = {float(v.norm()):.4g} at layer {layer} ({ws.dictionary.read_site})")
+
+
+@direction.command("list")
+@STORE
+@DICTIONARY
+def direction_list(store: str, dictionary: str | None) -> None:
+    """The directions of the store's dictionary."""
+    from graphkit import text
+
+    g = _graph(store, dictionary)
+    click.echo(text.rows(g.run("directions", dictionary=g.dictionary)))
+
+
+@direction.command("show")
+@click.argument("name")
+@STORE
+@DICTIONARY
+@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def direction_show(name: str, store: str, dictionary: str | None, k: int, as_json: bool) -> None:
+    """NAME's statistics, top unembeds and downstream features."""
+    from graphkit import text
+    from graphkit.directions import direction_downstream, direction_json, get_direction
+
+    g = _graph(store, dictionary)
+    node, down = get_direction(g, name), direction_downstream(g, name, k)
+    if as_json:
+        click.echo(json.dumps(direction_json(node, down), indent=2))
+        return
+    click.echo(
+        f"{node.id}: layer {node.layer}, density {node.density:.4g}, max {node.max:.4g}; "
+        f"top unembeds {', '.join(repr(t) for t in node.top_tokens[:6])}"
+    )
+    click.echo(text.edges(node.id, "down", down))
+
+
+@direction.command("steer")
+@click.argument("name")
+@STORE
+@DICTIONARY
+@click.option("--prompt", required=True)
+@click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True)
+@click.option("--value", type=float, default=-1.0, show_default=True, help="c (mul), α (add) or v (clamp).")
+@click.option("--positions", default="all", show_default=True, help="all | last | match:WORD | 3,5")
+@click.option("--on-generated/--prompt-only", default=True, show_default=True)
+@click.option("--max-new-tokens", default=12, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def direction_steer(
+    name: str, store: str, dictionary: str | None, prompt: str, mode: str, value: float, positions: str,
+    on_generated: bool, max_new_tokens: int, as_json: bool,
+) -> None:  # fmt: skip
+    """Steer NAME as a feature; print and record the outcome."""
+    import dataclasses
+
+    from graphkit.checks import Workspace
+    from graphkit.directions import steer_direction
+    from graphkit.steering import Positions
+
+    ws = Workspace.open(store, dictionary)
+    r = steer_direction(
+        ws,
+        name,
+        prompt,
+        mode,  # type: ignore[arg-type]
+        value,
+        Positions.parse(positions),
+        max_new_tokens,
+        on_generated,  # type: ignore[arg-type]
+    )
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in dataclasses.asdict(r).items() if k != "interventions"}, indent=2))
+        return
+    verb = "CHANGED" if r.changed else "same"
+    click.echo(
+        f"{name} ({mode} {value:+g}): {r.baseline_answer!r} → {r.steered_answer!r} {verb}; "
+        f"p({r.answer_token!r}) {r.prob_before:.3f} → {r.prob_after:.3f} (recorded in {ws.store.spec})"
+    )
+
+
+@main.group()
 def bench() -> None:
     """The look-alike benchmark: which descriptor predicts the feature that steers."""
 

@@ -49,7 +49,7 @@ from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
 from loaders.errors import GraphkitError
 from loaders.files import content_hash, file_hash
 from loaders.logit_lens import top_unembeds
-from loaders.model import HookedModel, resolve_model
+from loaders.model import HookedModel, resolve_model, token_strings
 from loaders.pairs import BlockPlan, default_budget, parse_bytes
 from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, StatsConfig, stream_pass
 
@@ -272,7 +272,7 @@ def collect(
     bar.bar.close()
     stats = FeatureStats.load(run.stats)
 
-    vocab = _token_strings(model)
+    vocab = token_strings(model)
     if not done("features", run.features):
         _write_parquet(_features_table(model, d, stats, vocab, cfg.n_unembeds), run.features)
         mark("features", run.features)
@@ -383,11 +383,6 @@ def _pass(
         "write_site": d.write_site,
     }
     return stats, state
-
-
-def _token_strings(model: HookedModel) -> list[str]:
-    tok = model.tokenizer
-    return [str(tok.decode([i])) for i in range(len(tok))]
 
 
 def _features_table(model: HookedModel, d, stats: FeatureStats, vocab: list[str], n: int) -> pa.Table:

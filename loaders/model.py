@@ -368,3 +368,9 @@ def resolve_model(name: str) -> str:
     if name in NAMES:
         return str(zoo_path(name))
     return name
+
+
+def token_strings(model: HookedModel) -> list[str]:
+    """Every token id's text, as the logit lens names tokens."""
+    tok = model.tokenizer
+    return [str(tok.decode([i])) for i in range(len(tok))]

@@ -36,6 +36,11 @@ WRITE_QUERIES = {
     "delete_orphan_steering",  # tests/test_cli.py (graphkit drop)
     "delete_dictionary_relationships",
     "write_description",  # tests/test_describe.py
+    "write_direction",  # tests/test_direction.py
+    "delete_direction_edges",
+    "write_direction_edges",
+    "link_direction_steering",
+    "delete_dictionary_directions",
 }
 
 
@@ -131,6 +136,9 @@ def query_params(g: FeatureGraph) -> dict[str, dict[str, Any]]:
         "unembeds": {"id": src},
         "prompt_features": {"prompt": "p1", "dictionary": g.dictionary, "word": "", "k": 10},
         "prompt": {"id": "p1"},
+        "direction": {"id": f"{g.dictionary}/direction/none"},  # filled in tests/test_direction.py
+        "directions": {"dictionary": g.dictionary},
+        "direction_downstream": {"id": f"{g.dictionary}/direction/none", "k": 5},
         "feature_steering": {
             "id": g.store.read("MATCH (f:Feature)-[:STEERED]->(:Steering) RETURN f.id AS id")[0]["id"]
         },

@@ -362,6 +362,7 @@ def drop_dictionary(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_si
             f"store {store.spec} holds no dictionary {dictionary!r} (it holds: {', '.join(sorted(held)) or 'none'})"
         )
     deleted = delete_features(store, dictionary, batch_size)
+    store.write(cypher("delete_dictionary_directions"), {"dictionary": dictionary})
     store.write(cypher("delete_orphan_steering"))
     store.write(cypher("delete_dictionary"), {"dictionary": dictionary})
     return deleted

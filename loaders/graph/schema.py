@@ -77,6 +77,21 @@ NODES: dict[str, dict[str, str]] = {
         "on_generated": "BOOLEAN",
         "max_new_tokens": "INT64",
     },
+    "Direction": {
+        "id": "STRING",
+        "dictionary": "STRING",
+        "name": "STRING",
+        "layer": "INT64",
+        "bias": "DOUBLE",
+        "vector": "DOUBLE[]",
+        "read_vector": "DOUBLE[]",
+        "count": "INT64",
+        "density": "DOUBLE",
+        "mean": "DOUBLE",
+        "max": "DOUBLE",
+        "top_tokens": "STRING[]",
+        "bottom_tokens": "STRING[]",
+    },
 }
 
 ADDED: dict[str, tuple[str, ...]] = {"Steering": ("on_generated", "max_new_tokens"), "Feature": ("description",)}
@@ -104,6 +119,12 @@ RELS: dict[str, Rel] = {
     "ACTIVE_ON": Rel("Feature", "Prompt", {"position": "INT64", "token": "STRING", "activation": "DOUBLE"}),
     "STEERED": Rel("Feature", "Steering", {}),
     "ON_PROMPT": Rel("Steering", "Prompt", {}),
+    "DIRECTS": Rel(
+        "Direction",
+        "Feature",
+        {"twera": "DOUBLE", "era": "DOUBLE", "virtual_weight": "DOUBLE", "twera_norm": "DOUBLE"},
+    ),
+    "DIRECTION_STEERED": Rel("Direction", "Steering", {}),
 }
 
 
