@@ -569,10 +569,16 @@ def direction() -> None:
     "--read-vector", default=None, type=click.Path(exists=True, dir_okay=False), help="Default: the unit vector."
 )
 @click.option("--bias", type=float, default=0.0, show_default=True, help="Activation = max(0, x·read + bias).")
+@click.option(
+    "--read-site",
+    type=click.Choice(["resid_pre", "ln1_normalized", "resid_mid", "ln2_normalized", "mlp_in", "resid_post"]),
+    default=None,
+    help="Where x is read at --layer (default: the dictionary's read site).",
+)
 @click.option("--k", type=int, default=10, show_default=True, help="Downstream features printed.")
 def direction_add(
     name: str, store: str, dictionary: str | None, vector: str, key: str | None, layer: int,
-    read_vector: str | None, bias: float, k: int,
+    read_vector: str | None, bias: float, read_site: str | None, k: int,
 ) -> None:  # fmt: skip
     """Add NAME: its activation statistics on the run's corpus, top unembeds and TWERA downstream."""
     from pathlib import Path
@@ -585,7 +591,7 @@ def direction_add(
 
     ws = Workspace.open(store, dictionary)
     r = read(Path(read_vector)) if read_vector else None
-    result = add_direction(ws, Direction.of(name, layer, read(Path(vector), key), r, bias))
+    result = add_direction(ws, Direction.of(name, layer, read(Path(vector), key), r, bias, read_site))  # type: ignore[arg-type]
     click.echo(
         f"{name}: layer {layer}, active on {result.count} tokens (density {result.density:.4g}, max {result.max:.4g}); "
         f"top unembeds {', '.join(repr(t) for t in result.top_tokens[:6])}"

@@ -93,7 +93,7 @@ def get_direction(graph: FeatureGraph, name: str) -> DirectionNode:
     return DirectionNode(
         r["id"], r["name"], r["layer"], r["count"], r["density"], r["mean"], r["max"],
         tuple(r["top_tokens"] or ()), tuple(r["bottom_tokens"] or ()),
-        Direction(r["name"], r["layer"], vector, read, r["bias"]),
+        Direction(r["name"], r["layer"], vector, read, r["bias"], r["read_site"]),
     )  # fmt: skip
 
 

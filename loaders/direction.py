@@ -4,8 +4,9 @@ a difference of means), computed over a run's corpus with the run's definitions.
 A direction at layer L is a vector v (what it writes) with a read vector r (default v/|v|) and
 a bias b (default 0):
 
-- its activation at a token is a = max(0, x·r + b), x the dictionary's read site at layer L:
-  with the defaults, the positive part of the projection of x onto v's unit vector;
+- its activation at a token is a = max(0, x·r + b), x the dictionary's read site at layer L
+  (or another site, `read_site`): with the defaults, the positive part of the projection of
+  x onto v's unit vector;
 - it writes like a per-layer transcoder feature of layer L whose decoder is v (at the
   dictionary's write site of layer L), so steering it adds (a_new − a_old)·v there and a
   downstream target t (layer l_t > L) sees V_t = (W v)·ẽ_t, W the write's map to the residual
@@ -36,7 +37,7 @@ from loaders.corpus import Corpus, chunks, pack, pad_id
 from loaders.dictionary import Activation, Dictionary
 from loaders.errors import GraphkitError
 from loaders.logit_lens import top_unembeds
-from loaders.model import HookedModel, token_strings
+from loaders.model import HookedModel, Site, token_strings
 from loaders.stats import HIST_EDGES, FeatureStats
 
 
@@ -53,22 +54,27 @@ class Direction:
     read: Tensor
     """(d_model,): what its activation projects onto."""
     bias: float = 0.0
+    read_site: Site | None = None
+    """Where its activation reads (docs/hooks.md); None: the dictionary's read site."""
 
     @classmethod
-    def of(cls, name: str, layer: int, vector: Tensor, read: Tensor | None = None, bias: float = 0.0) -> Direction:
+    def of(
+        cls, name: str, layer: int, vector: Tensor, read: Tensor | None = None, bias: float = 0.0,
+        read_site: Site | None = None,
+    ) -> Direction:  # fmt: skip
         v = vector.detach().double().flatten()
         if not torch.isfinite(v).all() or float(v.norm()) == 0:
             raise DirectionError(f"direction {name!r}: the vector must be finite and non-zero")
         r = v / v.norm() if read is None else read.detach().double().flatten()
         if r.shape != v.shape:
             raise DirectionError(f"direction {name!r}: read vector of {r.numel()} values, vector of {v.numel()}")
-        return cls(name, layer, v, r, float(bias))
+        return cls(name, layer, v, r, float(bias), read_site)
 
     def as_dictionary(self, d: Dictionary) -> Dictionary:
         """A one-feature per-layer transcoder at `layer`, reading and writing where `d` does."""
         L = self.layer
         return Dictionary(
-            "plt", (L,), d.read_site, d.write_site,
+            "plt", (L,), self.read_site or d.read_site, d.write_site,
             {L: self.read.float()[None]}, {L: torch.tensor([self.bias], dtype=torch.float32)},
             {L: self.vector.float()[None, None]}, {L: torch.zeros_like(self.vector, dtype=torch.float32)},
             {L: Activation("relu")}, model_name=d.model_name, name=self.name,
@@ -127,7 +133,8 @@ def direction_pass(model: HookedModel, d: Dictionary, direction: Direction, run:
     one = direction.as_dictionary(d)
     L, site = direction.layer, d.read_site
     later = [l for l in d.layers if l > L]
-    sites = [(l, site) for l in [L, *later]]
+    own = (L, one.read_site)
+    sites = list(dict.fromkeys([own, *((l, site) for l in later)]))
     C = {l: torch.zeros(d.n_features, dtype=torch.float64) for l in later}
     I = {l: torch.zeros(d.n_features, dtype=torch.float64) for l in later}
     edges = torch.tensor(HIST_EDGES, dtype=torch.float64)
@@ -143,7 +150,7 @@ def direction_pass(model: HookedModel, d: Dictionary, direction: Direction, run:
                     input_ids=batch.input_ids.to(model.device), attention_mask=batch.attention_mask.to(model.device)
                 )
             mask = batch.mask.to(model.device)
-            a = one.encode(L, store[(L, site)][0])[..., 0][mask].double().cpu()  # (token,)
+            a = one.encode(L, store[own][0])[..., 0][mask].double().cpu()  # (token,)
             on = a > 0
             tokens += int(mask.sum())
             count += int(on.sum())
@@ -239,7 +246,7 @@ def as_record(r: DirectionResult) -> dict:
     """The direction's row for the graph (the vectors as lists)."""
     dr = r.direction
     return {
-        "name": dr.name, "layer": dr.layer, "bias": dr.bias,
+        "name": dr.name, "layer": dr.layer, "bias": dr.bias, "read_site": dr.read_site,
         "vector": dr.vector.tolist(), "read_vector": dr.read.tolist(),
         "count": r.count, "density": r.density, "mean": r.mean, "max": r.max,
         "top_tokens": list(r.top_tokens), "bottom_tokens": list(r.bottom_tokens),

@@ -143,3 +143,30 @@ def test_a_vector_of_the_wrong_size_is_refused(tiny_run: Path, tmp_path: Path) -
     assert res.exit_code == 1 and "name one with --key" in res.output
     res = invoke("direction", "show", "nope", "--store", spec, ok=False)
     assert res.exit_code == 1 and "no direction 'nope'" in res.output
+
+
+def test_a_directions_activation_reads_where_it_is_told(tiny_run: Path, tmp_path: Path) -> None:
+    """--read-site resid_pre with the default read vector (v/|v|): count and mean equal a
+    window-by-window recomputation of max(0, x·v/|v|) over the run's corpus windows."""
+    from loaders.corpus import Corpus, chunks
+
+    spec = loaded_store("embedded", None, tiny_run, tmp_path)  # type: ignore[arg-type]
+    model, d = inputs(tiny_run)
+    L = d.layers[1]
+    v = torch.randn(model.d_model, generator=torch.Generator().manual_seed(2))
+    save_file({"v": v.float()}, tmp_path / "v.safetensors")
+    invoke("direction", "add", "probe", "--vector", str(tmp_path / "v.safetensors"), "--layer", str(L),
+           "--read-site", "resid_pre", "--store", spec)  # fmt: skip
+    shown = json.loads(invoke("direction", "show", "probe", "--json", "--store", spec).stdout)
+    m = json.loads((tiny_run / "manifest.json").read_text())
+    r = (v.float() / v.float().norm()).double()
+    acts = []
+    for chunk in chunks(Corpus(m["corpus"]["path"]), model.tokenizer, model.context, 10**9):
+        for w in chunk.windows:
+            _, sites = model.run(torch.tensor([w.ids]), [(L, "resid_pre")])
+            acts.append((sites[(L, "resid_pre")][0, 1:].double() @ r).clamp(min=0))
+    a = torch.cat(acts)
+    assert shown["count"] == int((a > 0).sum())
+    np.testing.assert_allclose(shown["mean"], float(a.mean()), rtol=1e-5)
+    g = open_store(spec, read_only=True)
+    assert g.read("MATCH (d:Direction) RETURN d.read_site AS s")[0]["s"] == "resid_pre"

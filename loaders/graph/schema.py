@@ -83,6 +83,7 @@ NODES: dict[str, dict[str, str]] = {
         "name": "STRING",
         "layer": "INT64",
         "bias": "DOUBLE",
+        "read_site": "STRING",
         "vector": "DOUBLE[]",
         "read_vector": "DOUBLE[]",
         "count": "INT64",
