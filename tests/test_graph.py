@@ -86,6 +86,21 @@ def write_prompt_and_steering(store) -> None:
         },
     )
     store.write_rows(cypher("link_steering"), [{"feature": ids[0], "steering": "s1"}], batch_size=10)
+    did = "clt/direction/d1"  # a direction with three downstream edges, through the write queries
+    store.write(
+        cypher("write_direction"),
+        {"id": did, "dictionary": "clt", "name": "d1", "layer": 0, "bias": 0.0, "read_site": None,
+         "vector": [0.5, -1.0], "read_vector": [0.4, -0.8], "count": 3, "density": 0.1, "mean": 0.01, "max": 1.5,
+         "top_tokens": ["a", "b"], "bottom_tokens": ["c"]},
+    )  # fmt: skip
+    store.write(cypher("delete_direction_edges"), {"id": did})
+    store.write_rows(
+        cypher("write_direction_edges"),
+        [{"source": did, "target": fid, "twera": 0.3 - 0.2 * i, "era": 0.01 * i, "virtual_weight": 0.5,
+          "twera_norm": 1.0}
+         for i, fid in enumerate(ids[1:])],
+        batch_size=10,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +151,9 @@ def query_params(g: FeatureGraph) -> dict[str, dict[str, Any]]:
         "unembeds": {"id": src},
         "prompt_features": {"prompt": "p1", "dictionary": g.dictionary, "word": "", "k": 10},
         "prompt": {"id": "p1"},
-        "direction": {"id": f"{g.dictionary}/direction/none"},  # filled in tests/test_direction.py
+        "direction": {"id": f"{g.dictionary}/direction/d1"},
         "directions": {"dictionary": g.dictionary},
-        "direction_downstream": {"id": f"{g.dictionary}/direction/none", "k": 5},
+        "direction_downstream": {"id": f"{g.dictionary}/direction/d1", "k": 2},
         "feature_steering": {
             "id": g.store.read("MATCH (f:Feature)-[:STEERED]->(:Steering) RETURN f.id AS id")[0]["id"]
         },

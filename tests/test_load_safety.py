@@ -154,3 +154,83 @@ def test_a_store_left_mid_checkpoint_is_recovered_for_reading(
     res = CliRunner().invoke(main, ["cypher", "MATCH (f:Feature) RETURN count(f) AS n", "--store", spec, "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout) == [{"n": 72}] and opened == [True, False, True]
+
+
+def _other_good_run(tiny_run: Path, tmp_path: Path) -> Path:
+    """A consistent run that differs from tiny_run (every TWERA doubled): a legitimate replace."""
+    run = tmp_path / "other-run"
+    shutil.copytree(tiny_run, run)
+    _edit("connections.parquet", _doubled)(run)
+    return run
+
+
+def _tweras(spec: str) -> list[float]:
+    store = open_store(spec, read_only=True)
+    rows = store.read("MATCH (:Feature {dictionary: 'good'})-[e:FEEDS]->() RETURN e.twera AS t ORDER BY t")
+    store.close()
+    return [r["t"] for r in rows]
+
+
+def test_a_replace_that_fails_midway_leaves_the_old_dictionary(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loaders.graph.store import REPLACE_BACKUP, REPLACE_MARKER, EmbeddedStore
+
+    spec = loaded_store("embedded", None, tiny_run, tmp_path, name="good")  # type: ignore[arg-type]
+    before, old = counts(spec), _tweras(spec)
+    run = _other_good_run(tiny_run, tmp_path)
+    real = EmbeddedStore.bulk
+
+    def failing(self: EmbeddedStore, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
+        if name == "FEEDS":  # the old features are deleted and the new ones written by now
+            raise OSError("No space left on device (injected)")
+        real(self, name, table, batch_size, progress)
+
+    monkeypatch.setattr(EmbeddedStore, "bulk", failing)
+    store = open_store(spec)
+    with pytest.raises(OSError, match="injected"):
+        load_run(run, store, name="good", replace=True, progress=False)
+    assert store.read("MATCH (f:Feature {dictionary: 'good'}) RETURN count(f) AS n")[0]["n"] == before["features"]
+    store.close()
+    assert counts(spec) == before and _tweras(spec) == old
+    assert not (Path(spec) / REPLACE_BACKUP).exists() and not (Path(spec) / REPLACE_MARKER).exists()
+    monkeypatch.setattr(EmbeddedStore, "bulk", real)
+    store = open_store(spec)
+    load_run(run, store, name="good", replace=True, progress=False)  # and the replace still works
+    store.close()
+    assert _tweras(spec) == sorted(2 * t for t in old)
+
+
+def test_a_replace_killed_midway_is_rolled_back_when_the_store_is_next_opened(tiny_run: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    spec = loaded_store("embedded", None, tiny_run, tmp_path, name="good")  # type: ignore[arg-type]
+    before, old = counts(spec), _tweras(spec)
+    run, ready = _other_good_run(tiny_run, tmp_path), tmp_path / "ready"
+    script = f"""
+import pathlib, time
+from loaders.graph.load import load_run
+from loaders.graph.store import EmbeddedStore, open_store
+real = EmbeddedStore.bulk
+def bulk(self, name, table, batch_size, progress=False):
+    real(self, name, table, batch_size, progress)
+    if name == "Feature":  # old features deleted, new ones written: die here
+        pathlib.Path({str(ready)!r}).write_text("x")
+        time.sleep(600)
+EmbeddedStore.bulk = bulk
+load_run(pathlib.Path({str(run)!r}), open_store({spec!r}), name="good", replace=True, progress=False)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent)
+    try:
+        deadline = time.time() + 120
+        while not ready.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert ready.exists(), "the replace reached its writes"
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.warns(UserWarning, match="a replace was interrupted"):
+        open_store(spec, read_only=True).close()
+    assert counts(spec) == before and _tweras(spec) == old

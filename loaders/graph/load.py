@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,6 +370,23 @@ def drop_dictionary(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_si
     return deleted
 
 
+@contextmanager
+def _old_or_new(store: EmbeddedStore | Neo4jStore, replacing: str | None) -> Iterator[None]:
+    """Around the deletes and writes of a replace of `replacing` on the embedded store: a copy
+    of the database to go back to if they raise, or if the process dies (the next open rolls
+    back). Neo4j has no such copy: there, a replace cut short is completed by running it again."""
+    if replacing is None or not isinstance(store, EmbeddedStore):
+        yield
+        return
+    store.begin_replace(replacing)
+    try:
+        yield
+    except BaseException:
+        store.abort_replace()
+        raise
+    store.end_replace()
+
+
 def load_run(
     run: Path,
     store: EmbeddedStore | Neo4jStore,
@@ -397,10 +416,11 @@ def load_run(
     present = {r["id"] for r in store.read(cypher("model_tokens"), {"model": model})}
     t = run_tables(run, manifest, dictionary, model, rule or MotorRule(), present)  # refuses a bad run
 
-    store.write(cypher("delete_dictionary"), {"dictionary": dictionary})
-    delete_features(store, dictionary, batch_size)
-    for label in ("Token", "Feature", "FEEDS", "PROMOTES", "SUPPRESSES", "FIRES_ON"):
-        store.bulk(label, t.tables[label], batch_size, progress)
-    store.write(cypher("upsert_dictionary"), t.dictionary)
+    with _old_or_new(store, dictionary if dictionary in existing else None):
+        store.write(cypher("delete_dictionary"), {"dictionary": dictionary})
+        delete_features(store, dictionary, batch_size)
+        for label in ("Token", "Feature", "FEEDS", "PROMOTES", "SUPPRESSES", "FIRES_ON"):
+            store.bulk(label, t.tables[label], batch_size, progress)
+        store.write(cypher("upsert_dictionary"), t.dictionary)
     features, edges = t.tables["Feature"], t.tables["FEEDS"]
     return LoadResult(dictionary, features.num_rows, edges.num_rows, skipped=False)

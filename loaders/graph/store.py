@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,31 @@ def _open_database(path: Path, read_only: bool) -> Any:
     return ladybug.Database(str(path), read_only=True)
 
 
+REPLACE_BACKUP, REPLACE_MARKER = "replace-backup.lbug", "replace.json"
+"""A copy of the database taken before a ``--replace`` and the file that says one is under way."""
+
+
+def _restore_before_replace(directory: Path) -> bool:
+    """Put back the database as it was before an unfinished replace (`EmbeddedStore.begin_replace`);
+    True when there was one. Safe to repeat if it is itself interrupted."""
+    marker, backup = directory / REPLACE_MARKER, directory / REPLACE_BACKUP
+    if not marker.exists():
+        return False
+    for p in directory.glob("graph.lbug.*"):  # the write-ahead log of the unfinished replace
+        p.unlink()
+    if backup.exists():
+        os.replace(backup, directory / "graph.lbug")
+    marker.unlink()
+    return True
+
+
 class EmbeddedStore(_StoreBase):
-    """LadybugDB in-process; the database lives in ``DIR/graph.lbug``."""
+    """LadybugDB in-process; the database lives in ``DIR/graph.lbug``.
+
+    A ``--replace`` leaves the old dictionary or the new one, never neither: `begin_replace`
+    checkpoints and copies the database file, `end_replace` drops the copy, and a replace that
+    raises (`abort_replace`) or is killed (the next open of the store) is rolled back to it.
+    """
 
     kind = "embedded"
 
@@ -221,8 +245,41 @@ class EmbeddedStore(_StoreBase):
         if read_only and not path.exists():
             raise StoreError(f"no graph store at {directory}; write one with `graphkit load RUN --store {directory}`")
         Path(directory).mkdir(parents=True, exist_ok=True)
+        if _restore_before_replace(Path(directory)):
+            warnings.warn(
+                f"{directory}: a replace was interrupted; the store is back as it was before it", stacklevel=2
+            )
         self.read_only = read_only
         self.db = _open_database(path, read_only)
+        self.conn = ladybug.Connection(self.db)
+
+    def begin_replace(self, what: str) -> None:
+        """Keep a copy of the database to go back to (class docstring)."""
+        import shutil
+
+        directory = Path(self.spec)
+        self.write("CHECKPOINT")  # everything in graph.lbug, nothing in the log
+        tmp = directory / (REPLACE_BACKUP + ".tmp")
+        shutil.copyfile(directory / "graph.lbug", tmp)
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / REPLACE_BACKUP)
+        marker = directory / (REPLACE_MARKER + ".tmp")
+        marker.write_text(json.dumps({"replacing": what}))
+        os.replace(marker, directory / REPLACE_MARKER)
+
+    def end_replace(self) -> None:
+        directory = Path(self.spec)
+        (directory / REPLACE_MARKER).unlink()  # from here on the new dictionary stands
+        (directory / REPLACE_BACKUP).unlink(missing_ok=True)
+
+    def abort_replace(self) -> None:
+        """Back to the copy; the store stays open."""
+        import ladybug
+
+        self.close()
+        _restore_before_replace(Path(self.spec))
+        self.db = _open_database(Path(self.spec) / "graph.lbug", self.read_only)
         self.conn = ladybug.Connection(self.db)
 
     def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
