@@ -39,7 +39,13 @@ from loaders.graph.store import check_read_only, cypher, cypher_names, open_stor
 if TYPE_CHECKING:
     from graphkit.checks import Workspace
 
-SEARCH_BY = {"unembed": "top-unembed word", "example": "example-peak word", "motor": "motor word", "id": "feature id"}
+SEARCH_BY = {
+    "unembed": "top-unembed word",
+    "example": "example-peak word",
+    "motor": "motor word",
+    "id": "feature id",
+    "direction": "direction name",
+}
 SORT_BY = {"twera": "TWERA", "era": "ERA", "virtual_weight": "virtual weight"}
 MAX_ROWS = 500
 """Rows a console result shows."""
@@ -159,6 +165,44 @@ def search(g: FeatureGraph, by: str, text: str, k: int = 50) -> list[dict[str, A
     return [rows[i] for i in dict.fromkeys(ids) if i in rows]
 
 
+def direction_results(g: FeatureGraph, text: str) -> html.Div:
+    rows = [r for r in g.run("directions", dictionary=g.dictionary) if text.strip().lower() in r["name"].lower()]
+    if not rows:
+        return html.Div("no directions found (add one with `graphkit direction add`)", className="muted")
+    body = [
+        [dcc.Link(r["name"], href=href("direction", name=r["name"])), r["layer"], f"{r['density']:.3g}",
+         tokens(r["top_tokens"])]
+        for r in rows
+    ]  # fmt: skip
+    return html.Div([html.P(f"{len(rows)} directions"), table(["direction", "layer", "density", "top unembeds"], body,
+                                                                id="search-table")])  # fmt: skip
+
+
+def direction_page(g: FeatureGraph, name: str, k: int = 10) -> html.Div:
+    from graphkit.directions import direction_downstream, get_direction
+
+    node = get_direction(g, name)
+    down = direction_downstream(g, name, k)
+    checks = g.run("direction_steering", id=node.id)
+    return html.Div(
+        [
+            html.H2(f"direction {node.name}"),
+            html.P(f"layer {node.layer} · density {node.density:.4g} · active on {node.count:,} tokens · "
+                   f"mean {node.mean:.4g} · max {node.max:.4g} · activation max(0, x·r + {node.direction.bias:g})"),
+            html.H3("Top / bottom unembeds"),
+            html.P(f"top: {tokens(node.top_tokens, 10)}"),
+            html.P(f"bottom: {tokens(node.bottom_tokens, 10)}"),
+            html.H3(f"Downstream (top {k} by |TWERA|)"),
+            edge_table(down, "twera", node.id, "downstream", sortable=False),
+            html.H3("Steering checks stored for it (`graphkit direction steer`)"),
+            table(["prompt", "mode", "value", "answer", "steered", "changed"],
+                  [[s["prompt"], s["mode"], f"{s['value']:+g}", s["baseline_answer"], s["steered_answer"],
+                    "yes" if s["changed"] else "no"] for s in checks], id="steering-table")
+            if checks else html.P("none yet", className="muted"),
+        ]
+    )  # fmt: skip
+
+
 def search_page(q: str, by: str) -> html.Div:
     return html.Div(
         [
@@ -216,12 +260,13 @@ def highlighted(example: dict[str, Any]) -> html.Div:
     return html.Div([*spans, html.Small(f"  ({example['activation']:.3f})", className="muted")], className="example")
 
 
-def edge_table(edges: Sequence[Edge], sort: str, fid: str, direction: str) -> html.Table:
+def edge_table(edges: Sequence[Edge], sort: str, fid: str, direction: str, sortable: bool = True) -> html.Table:
     key = sort if sort in SORT_BY else "twera"
     ordered = sorted(edges, key=lambda e: -abs(getattr(e, key)))
     head: list[Any] = [direction]
     for m, label in SORT_BY.items():
-        head.append(html.Th(dcc.Link(label, href=href("feature", id=fid, sort=m)), className="sorted" * (m == key)))
+        link = dcc.Link(label, href=href("feature", id=fid, sort=m)) if sortable else label
+        head.append(html.Th(link, className="sorted" * (m == key)))
     head.append("top unembeds")
     rows = [
         [
@@ -574,6 +619,9 @@ def make_app(backend: Backend) -> Dash:
                 return prompt_page([f for f in q.get("features", "").split(",") if f])
             if page == "cypher":
                 return cypher_page()
+            if page == "direction":
+                with backend.graph() as g:
+                    return direction_page(g, q.get("name", ""))
             return search_page(q.get("q", ""), q.get("by", "unembed"))
 
         return guarded(render)
@@ -587,6 +635,8 @@ def make_app(backend: Backend) -> Dash:
     def do_search(_clicks: int | None, text: str | None, by: str) -> Any:
         def render() -> Any:
             with backend.graph() as g:
+                if by == "direction":
+                    return direction_results(g, text or "")
                 return search_results(search(g, by, text or "")) if (text or "").strip() else ""
 
         return guarded(render)

@@ -73,6 +73,15 @@ def test_a_direction_with_a_features_weights_gets_its_edges(store: str, tiny_run
         )
     listed = invoke("direction", "list", "--store", store).stdout
     assert "same" in listed
+    from graphkit.explorer import Backend
+    from tests.test_explorer import Client, body, feature_links, text
+
+    c = Client(Backend(store))
+    page = c.page("/direction", "?name=same")
+    assert feature_links(body(page, "downstream-table")) == [e["id"] for e in shown["downstream"][:10]]
+    (found,) = c.call(["search-results.children"], [("search-go", "n_clicks", 1), ("search-text", "value", "sam")],
+                      [("search-by", "value", "direction")])  # fmt: skip
+    assert "same" in text(found)
     res = invoke("drop", FeatureGraph(open_store(store, read_only=True)).dictionary, "--store", store, "--yes")
     assert "dropped" in res.output
     g = open_store(store, read_only=True)

@@ -94,6 +94,7 @@ def write_prompt_and_steering(store) -> None:
          "top_tokens": ["a", "b"], "bottom_tokens": ["c"]},
     )  # fmt: skip
     store.write(cypher("delete_direction_edges"), {"id": did})
+    store.write(cypher("link_direction_steering"), {"direction": did, "steering": "s1"})
     store.write_rows(
         cypher("write_direction_edges"),
         [{"source": did, "target": fid, "twera": 0.3 - 0.2 * i, "era": 0.01 * i, "virtual_weight": 0.5,
@@ -154,6 +155,7 @@ def query_params(g: FeatureGraph) -> dict[str, dict[str, Any]]:
         "direction": {"id": f"{g.dictionary}/direction/d1"},
         "directions": {"dictionary": g.dictionary},
         "direction_downstream": {"id": f"{g.dictionary}/direction/d1", "k": 2},
+        "direction_steering": {"id": f"{g.dictionary}/direction/d1"},
         "feature_steering": {
             "id": g.store.read("MATCH (f:Feature)-[:STEERED]->(:Steering) RETURN f.id AS id")[0]["id"]
         },
