@@ -233,18 +233,19 @@ def drop(dictionary: str, store: str, yes: bool) -> None:
 
 
 def _neighbours(
-    direction: str, feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, as_json: bool
-) -> None:
+    direction: str, feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, by: str,
+    as_json: bool,
+) -> None:  # fmt: skip
     from graphkit import text
     from graphkit.graph import neighbourhood_json
 
     g = _graph(store, dictionary)
     layer, index = g.resolve(feature)
     if hops == 1 and not as_json:  # one hop as a table with each edge's weights
-        found = (g.downstream if direction == "down" else g.upstream)(layer, index, k=k, sign=sign)  # type: ignore[arg-type]
+        found = (g.downstream if direction == "down" else g.upstream)(layer, index, k=k, sign=sign, by=by)  # type: ignore[arg-type]
         click.echo(text.edges(g.id(layer, index), direction, found))
         return
-    nb = g.neighbourhood(layer, index, hops=hops, k=k, direction=direction, sign=sign)  # type: ignore[arg-type]
+    nb = g.neighbourhood(layer, index, hops=hops, k=k, direction=direction, sign=sign, by=by)  # type: ignore[arg-type]
     if as_json:  # one shape for every --hops: {root, nodes, edges}, full ids
         click.echo(json.dumps(neighbourhood_json(g.id(layer, index), nb), indent=2))
     else:
@@ -258,9 +259,18 @@ def _neighbour_command(direction: str):
     @click.option("--k", default=10, show_default=True, help="Edges per feature per hop.")
     @click.option("--hops", default=1, show_default=True, help="Hops to walk.")
     @click.option("--sign", type=click.Choice(["any", "positive", "negative"]), default="any", show_default=True)
+    @click.option(
+        "--by",
+        type=click.Choice(["twera", "era", "virtual_weight"]),
+        default="twera",
+        show_default=True,
+        help="The measure whose |value| ranks the kept edges (kept by |TWERA| at collect).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def command(feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, as_json: bool) -> None:
-        _neighbours(direction, feature, store, dictionary, k, hops, sign, as_json)
+    def command(
+        feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, by: str, as_json: bool
+    ) -> None:
+        _neighbours(direction, feature, store, dictionary, k, hops, sign, by, as_json)
 
     return command
 

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlencode
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from graphkit.graph import Edge, FeatureGraph
+from graphkit.graph import Edge, FeatureGraph, Measure
 from loaders.errors import GraphkitError
 from loaders.graph.store import check_read_only, cypher, cypher_names, open_store
 
@@ -287,6 +287,7 @@ def feature_page(g: FeatureGraph, fid: str, sort: str = "twera", k: int = 10) ->
     layer, index = g.resolve(fid)
     f = g.feature(layer, index)
     run = Path(g.info["run"])
+    by: Measure = sort if sort in SORT_BY else "twera"  # type: ignore[assignment]
     parts: list[Any] = [
         html.H2([f.id, f" — says {f.motor_word!r}" if f.motor_word else ""]),
         html.P(html.Em(f.description), id="description") if f.description else "",
@@ -324,10 +325,10 @@ def feature_page(g: FeatureGraph, fid: str, sort: str = "twera", k: int = 10) ->
     if (run / "features.parquet").exists():
         parts.append(dcc.Graph(figure=report.histogram(g, layer, index), config={"displayModeBar": False}))
     parts += [
-        html.H3(f"Downstream (top {k} by |TWERA|, ordered by the measure whose header is shaded)"),
-        edge_table(g.downstream(layer, index, k=k), sort, f.id, "downstream"),
-        html.H3(f"Upstream (top {k} by |TWERA|)"),
-        edge_table(g.upstream(layer, index, k=k), sort, f.id, "upstream"),
+        html.H3(f"Downstream (top {k} of the kept edges by the measure whose header is shaded)"),
+        edge_table(g.downstream(layer, index, k=k, by=by), sort, f.id, "downstream"),
+        html.H3(f"Upstream (top {k} by the same measure)"),
+        edge_table(g.upstream(layer, index, k=k, by=by), sort, f.id, "upstream"),
         html.H3("Motor features it reaches"),
     ]
     paths = g.motor_paths(layer, index, k=k)

@@ -22,6 +22,11 @@ from loaders.graph.store import EmbeddedStore, Neo4jStore, StoreError, cypher
 Sign = Literal["any", "positive", "negative"]
 _SIGN = {"any": 0.0, "positive": 1.0, "negative": -1.0}
 _ALL_LAYERS = (-1, 1 << 30)
+Measure = Literal["twera", "era", "virtual_weight"]
+MEASURES: tuple[Measure, ...] = ("twera", "era", "virtual_weight")
+"""What ranks a feature's kept edges. The edges a run keeps are chosen by |TWERA| (each
+source's top-k ∪ each target's top-k); ranking them by ERA or V reorders those, it does not
+reach edges the run did not keep."""
 
 
 @dataclass(frozen=True)
@@ -251,8 +256,12 @@ class FeatureGraph:
         """Run ``cypher/NAME.cypher`` with `params`."""
         return self.store.read(cypher(name), params)
 
-    def _hop(self, name: str, fid: str, k: int, sign: Sign, layers: tuple[int, int]) -> list[Edge]:
-        rows = self.run(name, id=fid, k=k, sign=_SIGN[sign], min_layer=layers[0], max_layer=layers[1])
+    def _hop(
+        self, name: str, fid: str, k: int, sign: Sign, layers: tuple[int, int], by: Measure = "twera"
+    ) -> list[Edge]:
+        if by not in MEASURES:
+            raise ValueError(f"rank edges by one of {', '.join(MEASURES)}, not {by!r}")
+        rows = self.run(name, id=fid, k=k, sign=_SIGN[sign], min_layer=layers[0], max_layer=layers[1], by=by)
         return [
             Edge(
                 r["id"],
@@ -269,18 +278,20 @@ class FeatureGraph:
         ]
 
     def downstream(
-        self, layer: int, index: int, k: int = 10, sign: Sign = "any", layers: tuple[int, int] = _ALL_LAYERS
-    ) -> list[Edge]:
-        """The feature's top-k downstream targets by |TWERA| (one hop)."""
+        self, layer: int, index: int, k: int = 10, sign: Sign = "any", layers: tuple[int, int] = _ALL_LAYERS,
+        by: Measure = "twera",
+    ) -> list[Edge]:  # fmt: skip
+        """The feature's top-k downstream targets by |TWERA| (or `by`; `MEASURES`), one hop."""
         self.feature(layer, index)
-        return self._hop("downstream", self.id(layer, index), k, sign, layers)
+        return self._hop("downstream", self.id(layer, index), k, sign, layers, by)
 
     def upstream(
-        self, layer: int, index: int, k: int = 10, sign: Sign = "any", layers: tuple[int, int] = _ALL_LAYERS
-    ) -> list[Edge]:
-        """The feature's top-k upstream sources by |TWERA| (one hop)."""
+        self, layer: int, index: int, k: int = 10, sign: Sign = "any", layers: tuple[int, int] = _ALL_LAYERS,
+        by: Measure = "twera",
+    ) -> list[Edge]:  # fmt: skip
+        """The feature's top-k upstream sources by |TWERA| (or `by`), one hop."""
         self.feature(layer, index)
-        return self._hop("upstream", self.id(layer, index), k, sign, layers)
+        return self._hop("upstream", self.id(layer, index), k, sign, layers, by)
 
     def neighbourhood(
         self,
@@ -291,6 +302,7 @@ class FeatureGraph:
         direction: str = "down",
         sign: Sign = "any",
         layers: tuple[int, int] = _ALL_LAYERS,
+        by: Measure = "twera",
     ) -> nx.DiGraph:
         """Top-k per hop, `hops` hops out: nodes carry layer, index, top_tokens, motor_word;
         edges (always source → target) carry twera, era, virtual_weight, twera_norm, hop."""
@@ -309,7 +321,7 @@ class FeatureGraph:
         for hop in range(1, hops + 1):
             nxt = []
             for fid in frontier:
-                for e in self._hop(name, fid, k, sign, layers):
+                for e in self._hop(name, fid, k, sign, layers, by):
                     if e.id not in g:
                         g.add_node(
                             e.id,

@@ -138,8 +138,8 @@ def query_params(g: FeatureGraph) -> dict[str, dict[str, Any]]:
     )[0]["w"]
     window = {"min_layer": -1, "max_layer": 99}
     return {
-        "downstream": {"id": src, "k": 8, "sign": 0.0, **window},
-        "upstream": {"id": tgt, "k": 8, "sign": -1.0, **window},
+        "downstream": {"id": src, "k": 8, "sign": 0.0, "by": "era", **window},
+        "upstream": {"id": tgt, "k": 8, "sign": -1.0, "by": "twera", **window},
         "motor_paths": {"id": src, "k": 20},
         "motor_features": {"dictionary": g.dictionary, "word": ""},
         "features_by_unembed": {"dictionary": g.dictionary, "word": word, "k": 10},
@@ -459,3 +459,24 @@ def test_killed_load_then_rerun_gives_the_same_graph(
         clear_neo4j(neo4j_uri)
         load_run(tiny_run, stores["neo4j"], batch_size=500, progress=False)
         write_prompt_and_steering(stores["neo4j"])
+
+
+@pytest.mark.parametrize("by", ["era", "virtual_weight"])
+def test_downstream_by_another_measure_reorders_the_kept_edges(stores, tiny_run: Path, by: str) -> None:
+    """`--by era|virtual_weight`: the kept edges of connections.parquet, ranked by that measure,
+    from both stores."""
+    import pyarrow.parquet as pq
+
+    conn = pq.read_table(tiny_run / "connections.parquet").to_pylist()
+    g = FeatureGraph(stores["embedded"])
+    (src_layer, src_index) = max(
+        {(r["source_layer"], r["source_index"]) for r in conn},
+        key=lambda s: sum((r["source_layer"], r["source_index"]) == s for r in conn),
+    )
+    kept = [r for r in conn if (r["source_layer"], r["source_index"]) == (src_layer, src_index)]
+    expected = sorted(kept, key=lambda r: (-abs(r[by]), r["target_layer"], r["target_index"]))[:5]
+    for s in stores.values():
+        got = FeatureGraph(s).downstream(src_layer, src_index, k=5, by=by)  # type: ignore[arg-type]
+        assert [(e.layer, e.index) for e in got] == [(r["target_layer"], r["target_index"]) for r in expected]
+    with pytest.raises(ValueError, match="rank edges by one of"):
+        g.downstream(src_layer, src_index, by="effectiveness")  # type: ignore[arg-type]
