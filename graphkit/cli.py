@@ -791,9 +791,17 @@ def bench_build(
 @click.option("--judge-model", default="claude-opus-4-7", show_default=True)
 @click.option("--base-url", default=None, help="Judge endpoint (default: the provider's).")
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--by",
+    type=click.Choice(["twera", "era", "virtual_weight"]),
+    default="twera",
+    show_default=True,
+    help="For learned: the measure that ranks and weights the downstream features.",
+)
 def bench_run(
-    groups: str, predictor: str, condition: str, provider: str, judge_model: str, base_url: str | None, seed: int
-) -> None:
+    groups: str, predictor: str, condition: str, provider: str, judge_model: str, base_url: str | None, seed: int,
+    by: str,
+) -> None:  # fmt: skip
     """Score one predictor on GROUPS under the protocol; save the result beside them."""
     from pathlib import Path
 
@@ -803,7 +811,7 @@ def bench_run(
     from graphkit.bench.records import read_groups
 
     judge = JudgeConfig(provider=provider, model=judge_model, base_url=base_url)  # type: ignore[arg-type]
-    name, score = score_predictor(read_groups(Path(groups)), predictor, condition, judge, seed)
+    name, score = score_predictor(read_groups(Path(groups)), predictor, condition, judge, seed, by)
     path = report.save(Path(groups), name, condition, score)
     click.echo(
         f"{name} {condition}: {score.mean:.3f} [{score.low:.3f}, {score.high:.3f}] over {score.groups} groups "

@@ -122,3 +122,43 @@ def test_groups_round_trip_and_bad_lines_are_named(tmp_path) -> None:
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(GroupsError, match=r"line 1: .*truth 7 of 5 candidates"):
         read_groups(path)
+
+
+def test_each_measure_is_scored_on_its_own_downstream_list(tmp_path) -> None:
+    """The planted signal moved from the TWERA-ranked lists to the ERA-ranked ones: only the
+    ERA predictor finds it, and the report puts the measures side by side."""
+    from click.testing import CliRunner
+
+    from graphkit.cli import main
+
+    other = (Downstream(0.5, (" other", " x"), era=0.1, virtual_weight=0.2),)
+    moved = [
+        replace(
+            g,
+            candidates=tuple(
+                replace(
+                    c,
+                    downstream=other,
+                    downstream_era=tuple(replace(d, era=d.twera) for d in c.downstream),
+                    downstream_virtual_weight=other,
+                )
+                for c in g.candidates
+            ),
+        )
+        for g in synthetic_groups()
+    ]
+    _, by_twera = score_predictor(moved, "learned", "examples+downstream")
+    name, by_era = score_predictor(moved, "learned", "examples+downstream", by="era")
+    assert name == "learned-by-era" and by_era.mean < 0.05 and 0.3 < by_twera.mean < 0.7
+    with pytest.raises(ValueError, match="no downstream lists ranked by era"):
+        score_predictor(synthetic_groups(), "learned", "all", by="era")  # built before the lists existed
+    path = tmp_path / "groups.jsonl"
+    write_groups(moved, path)
+    assert read_groups(path) == moved
+    for by in ("twera", "era", "virtual_weight"):
+        for condition in ("examples+downstream", "all"):
+            args = ["bench", "run", str(path), "--predictor", "learned", "--condition", condition, "--by", by]
+            res = CliRunner().invoke(main, args)
+            assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["bench", "report", str(path)])
+    assert res.exit_code == 0 and "| ERA | examples+downstream |" in res.output and "| TWERA | all |" in res.output

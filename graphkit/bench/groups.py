@@ -34,6 +34,7 @@ import torch
 from graphkit.answers import answer_context, extract_answer
 from graphkit.bench.records import Candidate, Downstream, Group, Steering
 from graphkit.checks import Workspace
+from graphkit.graph import Measure
 from graphkit.steering import Intervention, Mode, Positions, SteeringResult, steer
 from loaders.graph.schema import normalize_token
 from loaders.logit_lens import unembed_directions
@@ -95,18 +96,23 @@ class _Describer:
         g = self.ws.graph
         feature = g.feature(layer, index)
         lens = self.logit_lens(layer, index)
-        downstream = tuple(
-            Downstream(
-                twera=e.twera,
-                top_unembeds=tuple(e.top_tokens),
-                answer_logit=float(self.logit_lens(e.layer, e.index)[answer_token]),
-                feature=e.id,
-                layer=e.layer,
-                index=e.index,
-                motor_word=e.motor_word,
+
+        def ranked(by: Measure) -> tuple[Downstream, ...]:
+            return tuple(
+                Downstream(
+                    twera=e.twera,
+                    top_unembeds=tuple(e.top_tokens),
+                    answer_logit=float(self.logit_lens(e.layer, e.index)[answer_token]),
+                    feature=e.id,
+                    layer=e.layer,
+                    index=e.index,
+                    motor_word=e.motor_word,
+                    era=e.era,
+                    virtual_weight=e.virtual_weight,
+                )
+                for e in g.downstream(layer, index, k=self.cfg.n_downstream, by=by)
             )
-            for e in g.downstream(layer, index, k=self.cfg.n_downstream)
-        )
+
         return Candidate(
             feature=g.id(layer, index),
             layer=layer,
@@ -118,7 +124,9 @@ class _Describer:
             motor_word=feature.motor_word,
             answer_logit=float(lens[answer_token]),
             answer_rank=int((lens > lens[answer_token]).sum()),
-            downstream=downstream,
+            downstream=ranked("twera"),
+            downstream_era=ranked("era"),
+            downstream_virtual_weight=ranked("virtual_weight"),
             changed=outcome.changed,
             steered_answer=outcome.steered_answer,
         )

@@ -53,8 +53,10 @@ def _words(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text)}
 
 
-def candidate_features(group: Group, c: Candidate) -> dict[str, float]:
-    """Every feature of the module docstring for candidate `c` of `group`."""
+def candidate_features(group: Group, c: Candidate, by: str = "twera") -> dict[str, float]:
+    """Every feature of the module docstring for candidate `c` of `group`; with `by` the
+    downstream list is the one ranked by that measure and weighted by it (``era``,
+    ``virtual_weight``) instead of TWERA."""
     answer = {w.lower() for w in group.answer_words} | {normalize_token(group.answer)}
     answer.discard("")
     examples = c.top_examples[:5]
@@ -72,23 +74,24 @@ def candidate_features(group: Group, c: Candidate) -> dict[str, float]:
     ranks = [r for r, t in enumerate(unembeds) if t in answer]
     f["un_has"] = float(bool(ranks))
     f["un_rank"] = (10 - ranks[0]) / 10 if ranks else 0.0
-    down = c.downstream[:8]
+    down = c.downstream_by(by)[:8]
+    weight = [float(getattr(d, by)) for d in down]
     says = [any(normalize_token(t) in answer for t in d.top_unembeds[:6]) for d in down]
-    mass = sum(abs(d.twera) for d in down) or 1.0
-    f["dn_share"] = sum(abs(d.twera) for d, s in zip(down, says, strict=True) if s) / mass
-    f["dn_signed"] = sum(d.twera for d, s in zip(down, says, strict=True) if s) / mass
+    mass = sum(abs(w) for w in weight) or 1.0
+    f["dn_share"] = sum(abs(w) for w, s in zip(weight, says, strict=True) if s) / mass
+    f["dn_signed"] = sum(w for w, s in zip(weight, says, strict=True) if s) / mass
     f["dn_first"] = float(sum(bool(d.top_unembeds) and normalize_token(d.top_unembeds[0]) in answer for d in down))
     return f
 
 
-def design(groups: Sequence[Group], condition: str) -> list[np.ndarray]:
+def design(groups: Sequence[Group], condition: str, by: str = "twera") -> list[np.ndarray]:
     """Per group, its candidates' features under `condition`, standardized within the group."""
     if condition not in CONDITIONS:
         raise ValueError(f"condition {condition!r}: one of {', '.join(CONDITIONS)}")
     names = FEATURES[condition]
     out = []
     for g in groups:
-        x = np.array([[candidate_features(g, c)[n] for n in names] for c in g.candidates], dtype=np.float64)
+        x = np.array([[candidate_features(g, c, by)[n] for n in names] for c in g.candidates], dtype=np.float64)
         sd = x.std(0)
         out.append((x - x.mean(0)) / np.where(sd > 0, sd, 1.0))
     return out
@@ -130,10 +133,10 @@ def folds_by_question(groups: Sequence[Group], k: int, seed: int = 0) -> list[in
 
 
 def out_of_sample_scores(
-    groups: Sequence[Group], condition: str, k: int = 5, l2: float = 0.1, seed: int = 0
+    groups: Sequence[Group], condition: str, k: int = 5, l2: float = 0.1, seed: int = 0, by: str = "twera"
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(per group the candidates' scores from the model fit without its fold, each fold's weights)."""
-    xs = design(groups, condition)
+    xs = design(groups, condition, by)
     truths = [g.truth for g in groups]
     folds = folds_by_question(groups, k, seed)
     scores: list[np.ndarray] = [np.zeros(0)] * len(groups)

@@ -77,19 +77,21 @@ def run_predictor(
 
 
 def score_predictor(
-    groups: Sequence[Group], predictor: str, condition: str = "", judge: Any = None, seed: int = 0
+    groups: Sequence[Group], predictor: str, condition: str = "", judge: Any = None, seed: int = 0, by: str = "twera"
 ) -> tuple[str, Score]:
     """(the result's name, its score) for an offline predictor, or for ``judge`` (a
     `graphkit.bench.judge.JudgeConfig`) under `condition`."""
     if predictor == "learned":
         from graphkit.bench.learned import out_of_sample_scores
 
-        scores, _ = out_of_sample_scores(groups, condition, seed=seed)
+        if by != "twera" and not any(c.downstream_by(by) for g in groups for c in g.candidates):
+            raise ValueError(f"these groups hold no downstream lists ranked by {by}; build them again with bench build")
+        scores, _ = out_of_sample_scores(groups, condition, seed=seed, by=by)
 
         def rank(g: int, order: Sequence[int]) -> list[int]:
             return sorted(order, key=lambda i: -scores[g][i])  # stable: ties keep presented order
 
-        return "learned", run_predictor(groups, rank, seed=seed)
+        return "learned" if by == "twera" else f"learned-by-{by}", run_predictor(groups, rank, seed=seed)
     if predictor != "judge":
         return predictor, run_predictor(groups, offline_ranker(predictor, groups, seed), seed=seed)
     from graphkit.bench.judge import CONDITIONS, Judge, JudgeConfig

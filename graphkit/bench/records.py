@@ -22,7 +22,8 @@ class GroupsError(GraphkitError):
 
 @dataclass(frozen=True)
 class Downstream:
-    """One of a candidate's TWERA-ranked downstream features."""
+    """One of a candidate's downstream features (ranked by TWERA unless it sits in a list
+    ranked by another measure, `Candidate.downstream_by`)."""
 
     twera: float
     top_unembeds: tuple[str, ...] = ()
@@ -32,6 +33,12 @@ class Downstream:
     layer: int = 0
     index: int = 0
     motor_word: str | None = None
+    era: float = 0.0
+    virtual_weight: float = 0.0
+
+
+MEASURES = ("twera", "era", "virtual_weight")
+"""Edge measures a candidate's downstream list can be ranked by (`graphkit.graph.MEASURES`)."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +59,18 @@ class Candidate:
     answer_rank: int = 0
     """How many vocabulary tokens its logit lens ranks above the answer token."""
     downstream: tuple[Downstream, ...] = ()
+    downstream_era: tuple[Downstream, ...] = ()
+    """The kept downstream edges ranked by |ERA| instead (groups built before this have none)."""
+    downstream_virtual_weight: tuple[Downstream, ...] = ()
     changed: bool = False
     steered_answer: str = ""
     """`changed`: in mul/clamp groups, the answer changed; in add groups, it became the target."""
+
+    def downstream_by(self, by: str) -> tuple[Downstream, ...]:
+        """The downstream list ranked by `by` (one of `MEASURES`)."""
+        if by not in MEASURES:
+            raise ValueError(f"downstream lists are ranked by one of {', '.join(MEASURES)}, not {by!r}")
+        return self.downstream if by == "twera" else getattr(self, f"downstream_{by}")
 
 
 @dataclass(frozen=True)
@@ -92,8 +108,9 @@ class Group:
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> Group:
         """A group from its JSON object; raises KeyError/TypeError/ValueError when malformed."""
+        lists = ("downstream", "downstream_era", "downstream_virtual_weight")
         candidates = tuple(
-            _make(Candidate, c, downstream=tuple(_make(Downstream, d) for d in c.get("downstream", ())))
+            _make(Candidate, c, **{n: tuple(_make(Downstream, d) for d in c.get(n, ())) for n in lists})
             for c in row["candidates"]
         )
         return _make(cls, row, candidates=candidates, steering=_make(Steering, row["steering"]))

@@ -42,7 +42,7 @@ def table(groups: Path) -> tuple[str, list[dict[str, Any]]]:
             f"| {r['predictor']} | {r['condition'] or '—'} | **{r['mean']:.3f}** | "
             f"[{r['low']:.3f}, {r['high']:.3f}] | {r['groups']} | {r['presentations']} | {r['failures']} |"
         )
-    note = note_table([r for r in rows if r["predictor"] == "learned"])
+    note = note_table([r for r in rows if r["predictor"] == "learned"]) + measure_table(rows)
     return "\n".join(lines) + "\n" + note, [{k: v for k, v in r.items() if k != "per_group"} for r in rows]
 
 
@@ -83,3 +83,32 @@ def note_table(learned: list[dict[str, Any]]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+MEASURE_PREDICTORS = {"learned": "TWERA", "learned-by-era": "ERA", "learned-by-virtual_weight": "virtual weight"}
+
+
+def measure_table(rows: list[dict[str, Any]]) -> str:
+    """The learned predictor with downstream lists ranked and weighted by each edge measure,
+    side by side, with each measure's paired difference from TWERA (below 0: better)."""
+    by = {(r["predictor"], r["condition"]): r for r in rows if r["predictor"] in MEASURE_PREDICTORS}
+    conditions = [c for c in ("examples+downstream", "all") if all((p, c) in by for p in MEASURE_PREDICTORS)]
+    if not conditions:
+        return ""
+    lines = [
+        "",
+        "Downstream features ranked and weighted by each edge measure (learned predictor, out of sample):",
+        "",
+        "| measure | condition | normalized rank ↓ | 95% interval | − TWERA, paired |",
+        "|---|---|---|---|---|",
+    ]
+    for c in conditions:
+        base = by[("learned", c)]
+        for p, label in MEASURE_PREDICTORS.items():
+            r = by[(p, c)]
+            diff = "—"
+            if p != "learned":
+                d = paired_difference(r["per_group"], base["per_group"])
+                diff = f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+            lines.append(f"| {label} | {c} | **{r['mean']:.3f}** | [{r['low']:.3f}, {r['high']:.3f}] | {diff} |")
+    return "\n".join(lines) + "\n"
