@@ -208,19 +208,30 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(report.run / "graph")
 
 
-@pytest.fixture
-def served(demo_store: str) -> Iterator[str]:
+@pytest.fixture(params=["embedded", "neo4j"])
+def served(request: pytest.FixtureRequest, demo_store: str) -> Iterator[str]:
+    """The app on the demo's store, or on the demo's run loaded into the test Neo4j."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, make_app(Backend(demo_store)).server, threaded=True)
+    from loaders.graph.load import load_run
+    from tests.conftest import clear_neo4j
+
+    spec = demo_store
+    if request.param == "neo4j":
+        spec = request.getfixturevalue("neo4j_uri")
+        clear_neo4j(spec)
+        neo = open_store(spec)
+        load_run(Path(demo_store).parent, neo, progress=False)
+        neo.close()
+    server = make_server("127.0.0.1", 0, make_app(Backend(spec)).server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
 
 
-@pytest.mark.slow  # ≈ 1 min: the demo's store, then a real browser
-def test_the_demo_finding_in_the_browser(served: str) -> None:
+@pytest.mark.slow  # ≈ 1 min per store: the demo's store, then a real browser
+def test_the_demo_finding_in_the_browser(served: str, request: pytest.FixtureRequest) -> None:
     """Find the green look-alikes, compare their downstream, steer each, see which one changes
     the answer, and find the check stored on its page — all by clicking."""
     from selenium import webdriver
@@ -240,8 +251,10 @@ def test_the_demo_finding_in_the_browser(served: str) -> None:
     wait = WebDriverWait(driver, 120)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
+    store = request.node.callspec.params["served"]
+
     def shot(name: str) -> None:
-        driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+        driver.save_screenshot(str(ARTIFACTS / f"{store}-{name}.png"))
 
     def when(cid: str) -> Any:
         return wait.until(EC.presence_of_element_located((By.ID, cid)))
