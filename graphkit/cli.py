@@ -172,6 +172,51 @@ STORE = click.option(
 DICTIONARY = click.option("--dictionary", default=None, help="Dictionary in the store (needed when it holds several).")
 
 
+def _options(*decorators: Any) -> Any:
+    """Several click decorators as one (applied in the order written)."""
+
+    def apply(f: Any) -> Any:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def _selection(verb: str) -> Any:
+    """FEATURES, or --select QUERY with its --param values: what a command acts on."""
+    return _options(
+        click.argument("features", nargs=-1),
+        STORE,
+        DICTIONARY,
+        click.option("--select", "select", default=None, help=f"A query of cypher/ whose rows (column id) are {verb}."),
+        click.option("--param", "params", multiple=True, help="key=value for --select."),
+    )
+
+
+STEERING = _options(
+    click.option("--prompt", required=True),
+    click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True),
+    click.option("--value", type=float, default=-1.0, show_default=True, help="c (mul), α (add) or v (clamp)."),
+    click.option("--positions", default="all", show_default=True, help="all | last | match:WORD | 3,5"),
+    click.option(
+        "--on-generated/--prompt-only",
+        default=True,
+        show_default=True,
+        help="Steer the generated tokens too (as the research note and the benchmark do), or only the prompt's.",
+    ),
+    click.option("--max-new-tokens", default=12, show_default=True),
+)
+"""How a steering check runs (`graphkit.steering.steer`)."""
+
+WRITER = _options(
+    click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True),
+    click.option("--judge-model", default="claude-opus-4-7", show_default=True, help="The LLM that answers."),
+    click.option("--base-url", default=None, help="Endpoint (default: the provider's; any OpenAI-compatible server)."),
+)
+"""The LLM behind the judge and `describe` (`graphkit.bench.judge.JudgeConfig`)."""
+
+
 def _graph(store: str, dictionary: str | None) -> FeatureGraph:
     from graphkit.graph import FeatureGraph
     from loaders.graph.store import open_store
@@ -425,23 +470,9 @@ def analyze(
 
 
 @main.command()
-@click.argument("features", nargs=-1)
-@STORE
-@DICTIONARY
-@click.option("--select", "select", default=None, help="A query of cypher/ whose rows (column id) are steered.")
-@click.option("--param", "params", multiple=True, help="key=value for --select.")
-@click.option("--prompt", required=True)
-@click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True)
-@click.option("--value", type=float, default=-1.0, show_default=True, help="c (mul), α (add) or v (clamp).")
-@click.option("--positions", default="all", show_default=True, help="all | last | match:WORD | 3,5")
+@_selection("steered")
+@STEERING
 @click.option("--together", is_flag=True, help="One check steering all features at once.")
-@click.option(
-    "--on-generated/--prompt-only",
-    default=True,
-    show_default=True,
-    help="Steer the generated tokens too (as the research note and the benchmark do), or only the prompt's.",
-)
-@click.option("--max-new-tokens", default=12, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def steer(
     features: tuple[str, ...],
@@ -498,14 +529,8 @@ def view(feature: str, store: str, dictionary: str | None, out: str, hops: int, 
 
 
 @main.command()
-@click.argument("features", nargs=-1)
-@STORE
-@DICTIONARY
-@click.option("--select", "select", default=None, help="A query of cypher/ whose rows (column id) are described.")
-@click.option("--param", "params", multiple=True, help="key=value for --select.")
-@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
-@click.option("--judge-model", default="claude-opus-4-7", show_default=True, help="The model that writes.")
-@click.option("--base-url", default=None, help="Endpoint (default: the provider's; any OpenAI-compatible server).")
+@_selection("described")
+@WRITER
 @click.option("--dry-run", is_flag=True, help="Print the exact prompts as JSON lines; call nothing, store nothing.")
 def describe(
     features: tuple[str, ...], store: str, dictionary: str | None, select: str | None, params: tuple[str, ...],
@@ -674,12 +699,7 @@ def direction_show(name: str, store: str, dictionary: str | None, k: int, as_jso
 @click.argument("name")
 @STORE
 @DICTIONARY
-@click.option("--prompt", required=True)
-@click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True)
-@click.option("--value", type=float, default=-1.0, show_default=True, help="c (mul), α (add) or v (clamp).")
-@click.option("--positions", default="all", show_default=True, help="all | last | match:WORD | 3,5")
-@click.option("--on-generated/--prompt-only", default=True, show_default=True)
-@click.option("--max-new-tokens", default=12, show_default=True)
+@STEERING
 @click.option("--json", "as_json", is_flag=True)
 def direction_steer(
     name: str, store: str, dictionary: str | None, prompt: str, mode: str, value: float, positions: str,
@@ -787,9 +807,7 @@ def bench_build(
 @click.option(
     "--condition", default="", help="For learned and judge: examples, examples+unembeds, examples+downstream, all"
 )
-@click.option("--provider", type=click.Choice(["anthropic", "openai"]), default="anthropic", show_default=True)
-@click.option("--judge-model", default="claude-opus-4-7", show_default=True)
-@click.option("--base-url", default=None, help="Judge endpoint (default: the provider's).")
+@WRITER
 @click.option("--seed", default=0, show_default=True)
 @click.option(
     "--by",
