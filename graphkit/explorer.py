@@ -77,6 +77,8 @@ class Backend:
         self.dictionary = dictionary
         with self.graph() as g:  # a wrong store fails at start, not at the first click
             self.dictionary = g.dictionary
+            self.shown = g.store.spec
+            """The store as pages name it: a Neo4j URI without its credentials."""
 
     @contextmanager
     def graph(self) -> Iterator[FeatureGraph]:
@@ -588,7 +590,7 @@ def make_app(backend: Backend) -> Dash:
                     dcc.Link("Search", href="/"),
                     dcc.Link("Prompt", href="/prompt"),
                     dcc.Link("Cypher", href="/cypher"),
-                    html.Span(f"{backend.dictionary} @ {backend.spec}", className="muted"),
+                    html.Span(f"{backend.dictionary} @ {backend.shown}", className="muted"),
                 ]
             ),
             html.Main(id="page"),

@@ -14,7 +14,7 @@ import pytest
 from graphkit.explorer import Backend, make_app
 from graphkit.graph import FeatureGraph
 from loaders.graph.store import open_store
-from tests.conftest import loaded_store
+from tests.conftest import NEO4J_PASSWORD, loaded_store
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "explorer"
 
@@ -121,6 +121,8 @@ def test_search_feature_and_neighbourhood_pages_show_the_graphs_rows(store: str)
     up = g.upstream(*g.resolve(source), k=10)
     g.store.close()
     c = Client(Backend(store))
+    layout = c.http.get("/_dash-layout").get_data(as_text=True)
+    assert NEO4J_PASSWORD not in layout, "no credentials in the pages"
 
     (results,) = c.call(["search-results.children"], [("search-go", "n_clicks", 1), ("search-text", "value", "green")],
                         [("search-by", "value", "unembed")])  # fmt: skip
