@@ -194,6 +194,13 @@ def _selection(verb: str) -> Any:
     )
 
 
+def _by(help: str) -> Any:
+    """--by: an edge measure (`graphkit.graph.MEASURES`)."""
+    return click.option(
+        "--by", type=click.Choice(["twera", "era", "virtual_weight"]), default="twera", show_default=True, help=help
+    )
+
+
 STEERING = _options(
     click.option("--prompt", required=True),
     click.option("--mode", type=click.Choice(["mul", "add", "clamp"]), default="mul", show_default=True),
@@ -304,13 +311,7 @@ def _neighbour_command(direction: str):
     @click.option("--k", default=10, show_default=True, help="Edges per feature per hop.")
     @click.option("--hops", default=1, show_default=True, help="Hops to walk.")
     @click.option("--sign", type=click.Choice(["any", "positive", "negative"]), default="any", show_default=True)
-    @click.option(
-        "--by",
-        type=click.Choice(["twera", "era", "virtual_weight"]),
-        default="twera",
-        show_default=True,
-        help="The measure whose |value| ranks the kept edges (kept by |TWERA| at collect).",
-    )
+    @_by("The measure whose |value| ranks the kept edges (kept by |TWERA| at collect).")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def command(
         feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, by: str, as_json: bool
@@ -809,13 +810,7 @@ def bench_build(
 )
 @WRITER
 @click.option("--seed", default=0, show_default=True)
-@click.option(
-    "--by",
-    type=click.Choice(["twera", "era", "virtual_weight"]),
-    default="twera",
-    show_default=True,
-    help="For learned: the measure that ranks and weights the downstream features.",
-)
+@_by("For learned: the measure that ranks and weights the downstream features.")
 def bench_run(
     groups: str, predictor: str, condition: str, provider: str, judge_model: str, base_url: str | None, seed: int,
     by: str,
