@@ -255,7 +255,7 @@ def test_injection_through_parameters_changes_nothing(stores, evil: str) -> None
     for store in stores.values():
         before = store.read("MATCH (n) RETURN count(n) AS n")[0]["n"]
         g = FeatureGraph(store)
-        assert g.run("downstream", id=evil, k=5, sign=0.0, min_layer=-1, max_layer=99) == []
+        assert g.run("downstream", id=evil, k=5, sign=0.0, min_layer=-1, max_layer=99, by=evil) == []
         assert g.run("features_by_unembed", dictionary=evil, word=evil, k=5) == []
         assert g.run("lookalikes", id=evil, window=1, k=5) == []
         res = CliRunner().invoke(
