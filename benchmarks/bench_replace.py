@@ -5,12 +5,14 @@
 Builds `bench_load.synthetic_run` (16 layers × 4,096 features, `--edges` FEEDS edges), starts
 a fresh local Neo4j (`graphkit.neo4j_local`, -Xmx1g) in a temporary directory, and prints
 the seconds of the first load and of the replace (relationships deleted in batches, then
-the features, then the new run loaded). The server is stopped at the end.
+the features, then the new run loaded). The server is stopped and its directory removed at
+the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import tempfile
 import time
@@ -42,6 +44,7 @@ def main() -> None:
         store.close()
     finally:
         neo4j_local.stop(root / "neo4j")
+        shutil.rmtree(root, ignore_errors=True)  # 15 GB of store and run at 10M edges
 
 
 if __name__ == "__main__":
