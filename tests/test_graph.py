@@ -115,18 +115,6 @@ def stores(tiny_run: Path, neo4j_uri: str, tmp_path_factory: pytest.TempPathFact
     yield {"embedded": embedded, "neo4j": neo}
 
 
-def cli_on_embedded(stores: dict[str, Any], *args: str) -> Any:
-    """A command reading the embedded store, as it runs with no writer in the process: this
-    module's read-write handle is closed meanwhile. (With it open, a read through a second,
-    read-only handle failed once in CI.)"""
-    spec = stores["embedded"].spec
-    stores["embedded"].close()
-    try:
-        return CliRunner().invoke(main, [*args, "--store", spec])
-    finally:
-        stores["embedded"] = open_store(spec)
-
-
 def canonical(rows: list[dict[str, Any]], ordered: bool) -> list[Any]:
     def norm(v: Any) -> Any:
         if isinstance(v, list):
@@ -326,7 +314,10 @@ def test_cypher_command_refuses_writes(stores, statement: str) -> None:
         assert store.read("MATCH (n) RETURN count(n) AS n")[0]["n"] == before
     assert not Path(f"{SECRET}.out.csv").exists() and not Path(f"{SECRET}.export").exists()
     # reads pass
-    res = cli_on_embedded(stores, "cypher", "MATCH (f:Feature) RETURN count(f) AS n", "--json")
+    res = CliRunner().invoke(
+        main,
+        ["cypher", "MATCH (f:Feature) RETURN count(f) AS n", "--store", stores["embedded"].spec, "--json"],
+    )
     assert res.exit_code == 0 and json.loads(res.output)[0]["n"] == 72, res.output
 
 
@@ -410,7 +401,7 @@ def test_unreachable_store_wrong_password_and_missing_dictionary(stores, neo4j_u
         open_store(tmp_path / "nothing", read_only=True)
     res = CliRunner().invoke(main, ["downstream", "0/0", "--store", str(tmp_path / "nothing")])
     assert res.exit_code != 0 and "no graph store" in res.output
-    res = cli_on_embedded(stores, "downstream", "9/0")
+    res = CliRunner().invoke(main, ["downstream", "9/0", "--store", stores["embedded"].spec])
     assert res.exit_code != 0 and "no feature 9/0" in res.output
 
 
@@ -489,3 +480,15 @@ def test_downstream_by_another_measure_reorders_the_kept_edges(stores, tiny_run:
         assert [(e.layer, e.index) for e in got] == [(r["target_layer"], r["target_index"]) for r in expected]
     with pytest.raises(ValueError, match="rank edges by one of"):
         g.downstream(src_layer, src_index, by="effectiveness")  # type: ignore[arg-type]
+
+
+def test_many_embedded_stores_can_be_open_at_once(tmp_path: Path) -> None:
+    """LadybugDB reserves max_db_size of address space per open database: at its default
+    (8 TiB) the 16th open store in a process failed ("Mmap … failed"), which made a read in
+    the test suite fail at random. graphkit asks for 1 TiB (loaders.graph.store.MAX_DB_SIZE)."""
+    stores = [open_store(tmp_path / f"s{i}") for i in range(40)]
+    for s in stores:
+        s.ensure_schema()
+    assert all(s.read("MATCH (f:Feature) RETURN count(f) AS n")[0]["n"] == 0 for s in stores)
+    for s in stores:
+        s.close()

@@ -144,11 +144,11 @@ def test_a_store_left_mid_checkpoint_is_recovered_for_reading(
     s.close()
     real, opened = ladybug.Database, []
 
-    def database(path: str, read_only: bool = False):
+    def database(path: str, read_only: bool = False, **options: object):
         opened.append(read_only)
         if read_only and len(opened) == 1:
             raise RuntimeError(f"Runtime exception: Cannot open database in read-only mode while {PENDING_RECOVERY}.")
-        return real(path, read_only=read_only)
+        return real(path, read_only=read_only, **options)
 
     monkeypatch.setattr(ladybug, "Database", database)
     res = CliRunner().invoke(main, ["cypher", "MATCH (f:Feature) RETURN count(f) AS n", "--store", spec, "--json"])

@@ -183,6 +183,13 @@ PENDING_RECOVERY = "checkpoint recovery is pending"
 """LadybugDB's words for a store whose writer was killed during a checkpoint."""
 
 
+MAX_DB_SIZE = int(os.environ.get("GRAPHKIT_MAX_DB_SIZE", 1 << 40))
+"""Largest embedded store, in bytes (1 TiB; GRAPHKIT_MAX_DB_SIZE to change it, a power of 2).
+LadybugDB reserves this much address space for every open database; at its default (8 TiB)
+about fifteen open stores exhaust a process's 128 TiB, and the next open fails with "Mmap …
+failed" (seen in the test suite, where many stores are open at once)."""
+
+
 def _open_database(path: Path, read_only: bool) -> Any:
     """The LadybugDB database at `path`. A read-only open of a store whose writer was killed in
     the middle of a checkpoint is refused by the engine; one read-write open finishes the
@@ -190,18 +197,18 @@ def _open_database(path: Path, read_only: bool) -> Any:
     import ladybug
 
     try:
-        return ladybug.Database(str(path), read_only=read_only)
+        return ladybug.Database(str(path), read_only=read_only, max_db_size=MAX_DB_SIZE)
     except RuntimeError as e:
         if not (read_only and PENDING_RECOVERY in str(e)):
             raise StoreError(f"cannot open the embedded store {path.parent}: {e}") from e
     try:
-        ladybug.Database(str(path)).close()
+        ladybug.Database(str(path), max_db_size=MAX_DB_SIZE).close()
     except RuntimeError as e:
         raise StoreError(
             f"the embedded store {path.parent} was interrupted during a checkpoint and cannot be recovered now "
             f"({e}); if another graphkit process is writing to it, retry when it has finished"
         ) from e
-    return ladybug.Database(str(path), read_only=True)
+    return ladybug.Database(str(path), read_only=True, max_db_size=MAX_DB_SIZE)
 
 
 REPLACE_BACKUP, REPLACE_MARKER = "replace-backup.lbug", "replace.json"
