@@ -99,11 +99,7 @@ def get_direction(graph: FeatureGraph, name: str) -> DirectionNode:
 
 def direction_downstream(graph: FeatureGraph, name: str, k: int = 10) -> list[Edge]:
     rows = graph.run("direction_downstream", id=direction_id(graph.dictionary, name), k=k)
-    return [
-        Edge(r["id"], r["layer"], r["idx"], r["twera"], r["era"], r["virtual_weight"], r["twera_norm"],
-             tuple(r["top_tokens"] or ()), r["motor_word"])
-        for r in rows
-    ]  # fmt: skip
+    return [Edge.from_row(r) for r in rows]
 
 
 def steer_direction(

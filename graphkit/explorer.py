@@ -263,8 +263,8 @@ def highlighted(example: dict[str, Any]) -> html.Div:
 
 
 def edge_table(edges: Sequence[Edge], sort: str, fid: str, direction: str, sortable: bool = True) -> html.Table:
+    """`edges` as the query ranked them (by `sort`); the shaded header says which measure."""
     key = sort if sort in SORT_BY else "twera"
-    ordered = sorted(edges, key=lambda e: -abs(getattr(e, key)))
     head: list[Any] = [direction]
     for m, label in SORT_BY.items():
         link = dcc.Link(label, href=href("feature", id=fid, sort=m)) if sortable else label
@@ -278,7 +278,7 @@ def edge_table(edges: Sequence[Edge], sort: str, fid: str, direction: str, sorta
             fmt(e.virtual_weight),
             tokens(e.top_tokens),
         ]
-        for e in ordered
+        for e in edges
     ]
     return table(head, rows, id=f"{direction}-table")
 

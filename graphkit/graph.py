@@ -48,6 +48,14 @@ class Edge:
     motor_word: str | None
     """The word the neighbour says, if it is a motor feature."""
 
+    @staticmethod
+    def from_row(r: dict[str, Any]) -> Edge:
+        """An edge from a row of the downstream / upstream / direction_downstream queries."""
+        return Edge(
+            r["id"], r["layer"], r["idx"], r["twera"], r["era"], r["virtual_weight"], r["twera_norm"],
+            tuple(r["top_tokens"] or ()), r["motor_word"],
+        )  # fmt: skip
+
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -262,20 +270,7 @@ class FeatureGraph:
         if by not in MEASURES:
             raise ValueError(f"rank edges by one of {', '.join(MEASURES)}, not {by!r}")
         rows = self.run(name, id=fid, k=k, sign=_SIGN[sign], min_layer=layers[0], max_layer=layers[1], by=by)
-        return [
-            Edge(
-                r["id"],
-                r["layer"],
-                r["idx"],
-                r["twera"],
-                r["era"],
-                r["virtual_weight"],
-                r["twera_norm"],
-                tuple(r["top_tokens"] or ()),
-                r["motor_word"],
-            )
-            for r in rows
-        ]
+        return [Edge.from_row(r) for r in rows]
 
     def downstream(
         self, layer: int, index: int, k: int = 10, sign: Sign = "any", layers: tuple[int, int] = _ALL_LAYERS,
