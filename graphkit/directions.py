@@ -44,24 +44,32 @@ def read_vector(path: Path, key: str | None = None) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DirectionNode:
+    """A Direction node as the graph holds it: the direction and its statistics."""
+
     id: str
-    name: str
-    layer: int
+    direction: Direction
     count: int
     density: float
     mean: float
     max: float
     top_tokens: tuple[str, ...]
     bottom_tokens: tuple[str, ...]
-    direction: Direction
+
+    @property
+    def name(self) -> str:
+        return self.direction.name
+
+    @property
+    def layer(self) -> int:
+        return self.direction.layer
 
 
 def add_direction(ws: Workspace, direction: Direction, k: int | None = None) -> DirectionResult:
     """Compute `direction` on the workspace's run and write it (replacing one of that name)."""
     run = Path(ws.graph.info["run"])
-    result = compute_direction(ws.model, ws.dictionary, direction, run)
+    result = compute_direction(ws.model, ws.dictionary, direction, run, top_k=k or _run_top_k(run))
     did = direction_id(ws.graph.dictionary, direction.name)
-    keep = result.edges[: k or _run_top_k(run)]
+    keep = result.edges
     top = max((abs(e["twera"]) for e in keep), default=0.0) or 1.0
     ws.store.write(cypher("write_direction"), {"id": did, "dictionary": ws.graph.dictionary, **as_record(result)})
     ws.store.write(cypher("delete_direction_edges"), {"id": did})
@@ -91,9 +99,8 @@ def get_direction(graph: FeatureGraph, name: str) -> DirectionNode:
     r = rows[0]
     vector, read = torch.tensor(r["vector"], dtype=torch.float64), torch.tensor(r["read_vector"], dtype=torch.float64)
     return DirectionNode(
-        r["id"], r["name"], r["layer"], r["count"], r["density"], r["mean"], r["max"],
-        tuple(r["top_tokens"] or ()), tuple(r["bottom_tokens"] or ()),
-        Direction(r["name"], r["layer"], vector, read, r["bias"], r["read_site"]),
+        r["id"], Direction(r["name"], r["layer"], vector, read, r["bias"], r["read_site"]),
+        r["count"], r["density"], r["mean"], r["max"], tuple(r["top_tokens"] or ()), tuple(r["bottom_tokens"] or ()),
     )  # fmt: skip
 
 

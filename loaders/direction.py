@@ -37,7 +37,7 @@ from loaders.corpus import Corpus, chunks, pack, pad_id
 from loaders.dictionary import Activation, Dictionary
 from loaders.errors import GraphkitError
 from loaders.logit_lens import top_unembeds
-from loaders.model import HookedModel, Site, token_strings
+from loaders.model import HookedModel, Site
 from loaders.stats import HIST_EDGES, FeatureStats
 
 
@@ -107,8 +107,8 @@ class DirectionResult:
     bottom_tokens: tuple[str, ...]
     bottom_values: tuple[float, ...]
     edges: list[dict]
-    """Every target (layer > L) with a non-zero TWERA or ERA: target_layer, target_index,
-    virtual_weight, era, twera; by |TWERA|, largest first."""
+    """The top_k targets (layer > L) by |TWERA| among those with a non-zero TWERA or ERA (all of
+    them when top_k is None): target_layer, target_index, virtual_weight, era, twera."""
 
 
 def check(direction: Direction, model: HookedModel, d: Dictionary) -> None:
@@ -175,9 +175,11 @@ def direction_pass(model: HookedModel, d: Dictionary, direction: Direction, run:
 
 
 def compute_direction(
-    model: HookedModel, d: Dictionary, direction: Direction, run: Path, n_unembeds: int = 10
-) -> DirectionResult:
-    """Statistics, top unembeds and every downstream edge of `direction` on the run `run`."""
+    model: HookedModel, d: Dictionary, direction: Direction, run: Path, n_unembeds: int = 10,
+    top_k: int | None = None,
+) -> DirectionResult:  # fmt: skip
+    """Statistics, top unembeds and the `top_k` downstream edges (all: None) of `direction` on
+    the run `run`."""
     run = Path(run)
     s = direction_pass(model, d, direction, run)
     stats = FeatureStats.load(run / "stats")
@@ -193,31 +195,37 @@ def compute_direction(
     enc = residual_encoders(model, d, stats.sigma_mlp_mean, stats.sigma_attn_mean)
     writes = residual_writes(model, d, stats.sigma_post_mean)
     one = direction.as_dictionary(d)
-    rows = []
+    layers, V, twera, era = [], [], [], []  # one entry per target layer, (feature,) each
     for l in s.C:
         dec = summed_decoder(one, direction.layer, below=l, writes=writes)
         assert dec is not None
-        V = (dec @ enc[l].T)[0].numpy()  # (feature,)
-        c, i = s.C[l] / s.tokens, s.I[l] / s.tokens
+        v = (dec @ enc[l].T)[0].numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
-            twera = np.where(mu[l] > 0, c / np.where(mu[l] > 0, mu[l], 1.0), 0.0) * V
-        era = i * V
-        for t in np.nonzero((twera != 0) | (era != 0))[0]:
-            rows.append(
-                {"target_layer": l, "target_index": int(t), "virtual_weight": float(V[t]), "era": float(era[t]),
-                 "twera": float(twera[t])}
-            )  # fmt: skip
-    rows.sort(key=lambda r: -abs(r["twera"]))
-    vocab = token_strings(model)
-    u = top_unembeds(
-        model, one, stats.sigma_final_mean, k=n_unembeds, token_strings=vocab, writes=writes,
-        special=frozenset(model.tokenizer.all_special_ids),
-    )  # fmt: skip
+            twera.append(np.where(mu[l] > 0, (s.C[l] / s.tokens) / np.where(mu[l] > 0, mu[l], 1.0), 0.0) * v)
+        era.append(s.I[l] / s.tokens * v)
+        layers.append(np.full(len(v), l))
+        V.append(v)
+    flat = {k: np.concatenate(x) if x else np.zeros(0) for k, x in
+            {"layer": layers, "virtual_weight": V, "twera": twera, "era": era}.items()}  # fmt: skip
+    index = np.concatenate([np.arange(len(v)) for v in V]) if V else np.zeros(0, np.int64)
+    kept = np.nonzero((flat["twera"] != 0) | (flat["era"] != 0))[0]
+    kept = kept[np.argsort(-np.abs(flat["twera"][kept]), kind="stable")][:top_k]
+    rows = [
+        {"target_layer": int(flat["layer"][t]), "target_index": int(index[t]),
+         "virtual_weight": float(flat["virtual_weight"][t]), "era": float(flat["era"][t]),
+         "twera": float(flat["twera"][t])}
+        for t in kept
+    ]  # fmt: skip
+    u = top_unembeds(model, one, stats.sigma_final_mean, k=n_unembeds, writes=writes)
+
+    def names(ids: np.ndarray) -> tuple[str, ...]:  # the few tokens shown, not the whole vocabulary
+        return tuple(str(model.tokenizer.decode([int(i)])) for i in ids)
+
     return DirectionResult(
         direction, s.count, s.count / max(s.tokens, 1), s.total / max(s.tokens, 1), s.max,
         tuple(int(h) for h in s.hist),
-        tuple(vocab[i] for i in u.top_ids[0]), tuple(float(v) for v in u.top_values[0]),
-        tuple(vocab[i] for i in u.bottom_ids[0]), tuple(float(v) for v in u.bottom_values[0]), rows,
+        names(u.top_ids[0]), tuple(float(v) for v in u.top_values[0]),
+        names(u.bottom_ids[0]), tuple(float(v) for v in u.bottom_values[0]), rows,
     )  # fmt: skip
 
 
