@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from graphkit.graph import FeatureGraph
 from graphkit.views import feature_card_html, histogram_figure, neighbourhood_figure, write_report
+from loaders.graph.schema import mark_peak
 
 
 def _run(graph: FeatureGraph) -> Path:
@@ -29,9 +30,8 @@ def examples(graph: FeatureGraph, layer: int, index: int, k: int = 5) -> list[di
 
 
 def marked(example: dict[str, Any]) -> str:
-    """An example's tokens with the peak marked «like this», newlines as ⏎."""
-    text = "".join(f"«{t}»" if i == example["center"] else t for i, t in enumerate(example["tokens"]))
-    return text.replace("\n", "⏎")
+    """An example row of the run (examples.parquet) as text (`schema.mark_peak`)."""
+    return mark_peak(example["tokens"], example["center"])
 
 
 def histogram(graph: FeatureGraph, layer: int, index: int) -> go.Figure:

@@ -36,7 +36,7 @@ from graphkit.bench.records import Candidate, Downstream, Group, Steering
 from graphkit.checks import Workspace
 from graphkit.graph import Measure
 from graphkit.steering import Intervention, Mode, Positions, SteeringResult, steer
-from loaders.graph.schema import normalize_token
+from loaders.graph.schema import mark_peak, normalize_token
 from loaders.logit_lens import unembed_directions
 from loaders.model import decode
 
@@ -88,7 +88,7 @@ class _Describer:
         ex = self.examples
         t = ex.filter(pc.and_(pc.equal(ex["layer"], layer), pc.equal(ex["index"], index)))
         rows = sorted(t.to_pylist(), key=lambda r: r["rank"])[: self.cfg.n_examples]
-        return ["".join(f"«{x}»" if i == r["center"] else x for i, x in enumerate(r["tokens"])) for r in rows]
+        return [mark_peak(r["tokens"], r["center"]) for r in rows]
 
     def describe(
         self, layer: int, index: int, answer_token: int, activation: float, outcome: SteeringResult

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from graphkit.graph import MEASURES
 from loaders.errors import GraphkitError
 
 
@@ -35,10 +36,6 @@ class Downstream:
     motor_word: str | None = None
     era: float = 0.0
     virtual_weight: float = 0.0
-
-
-MEASURES = ("twera", "era", "virtual_weight")
-"""Edge measures a candidate's downstream list can be ranked by (`graphkit.graph.MEASURES`)."""
 
 
 @dataclass(frozen=True)

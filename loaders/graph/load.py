@@ -188,8 +188,7 @@ def _feature_table(f: pa.Table, ex: pa.Table, dictionary: str, rule: MotorRule) 
     summary = [""] * f.num_rows
     top3 = order[ranks[order] < 3]  # the summary shows at most three examples per feature
     for n, toks in zip(top3, ex.column("tokens").take(pa.array(top3)).to_pylist(), strict=True):
-        c = center[n]
-        marked = "".join(f"«{t}»" if i == c else t for i, t in enumerate(toks)).replace("\n", "⏎")
+        marked = schema.mark_peak(toks, center[n])
         r = row_of[n]
         summary[r] = f"{summary[r]} | {marked}" if summary[r] else marked
     top_z, gap = f.column("top_word_z").to_numpy(), f.column("word_gap").to_numpy()

@@ -26,6 +26,7 @@ Relationships:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 NODES: dict[str, dict[str, str]] = {
@@ -162,6 +163,12 @@ def feature_id(dictionary: str, layer: int, index: int) -> str:
 
 def token_id(model: str, text: str) -> str:
     return f"{model}/{text}"
+
+
+def mark_peak(tokens: Sequence[str], center: int) -> str:
+    """A top example as text: the peak token marked «like this», newlines as ⏎ (how the
+    example summary, the reports, the judge and `describe` show examples)."""
+    return "".join(f"«{t}»" if i == center else t for i, t in enumerate(tokens)).replace("\n", "⏎")
 
 
 def normalize_token(text: str) -> str:
