@@ -1,18 +1,22 @@
 """Ways to accumulate the dense pair blocks on the CPU, in pair updates per second.
 
-    python benchmarks/bench_scatter.py [--features 8192] [--l0 121] [--tokens 4096]
+    python benchmarks/bench_scatter.py [--features 8192] [--l0 121] [--tokens 16384]
 
-One chunk of random non-zeros (`--l0` active features per layer and token, values uniform)
-over three layers, so three (source, target) blocks, is added to dense C and I by:
+One chunk of random non-zeros (`--l0` active features per layer and token, values uniform) on
+8 layers, as collect's default chunk holds them (`--tokens`), is added to the seven blocks
+(0, 1) … (0, 7) (3.5 GiB of C and I at 8,192 features) by:
 
-- ``scatter``: `DenseBlocks.add(backend="scatter")`, what collect runs on the CPU (C and I);
+- ``scatter``: `DenseBlocks.add(backend="scatter")`, what collect runs on the CPU;
 - ``scatter, 1 thread``: the same with numba limited to one thread (how far two threads help);
-- ``C only``: the scatter's loop without I (what computing I in a later pass would save);
-- ``sparse x dense``: `DenseBlocks.add(backend="spmm")`, the GPU path, run on the CPU;
+- ``previous scatter``: the kernel collect ran before this one, kept here to measure against:
+  the same loop over token-major lists of every layer, without prefetches, into C and I
+  allocated apart by torch;
+- ``sparse x dense``: `DenseBlocks.add(backend="spmm")`, the GPU path, run on the CPU (on the
+  chunk's first 2,048 tokens);
 - ``dense GEMM``: C_ij += A_iᵀ A_j with dense A, as pair updates done per second.
 
 A pair update is one co-active (source, target) pair of one token: tokens × blocks × l0².
-The best of three runs is printed for each, with its ratio to ``scatter``.
+The best of two runs is printed for each, with its ratio to ``scatter``.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from loaders.pairs import DenseBlocks, NonZeros
 
 
-@numba.njit(parallel=True, boundscheck=False)
-def _scatter_c_only(C, slot, layer_ptr, index, value, src_start, src_end, src_tok, src_val, src_layer, src_index):
+@numba.njit(parallel=True)
+def _previous_scatter(C, I, slot, layer_ptr, index, value, src_start, src_end, src_tok, src_val, src_layer, src_index):
     L = slot.shape[0]
     for q in numba.prange(len(src_layer)):
         i, s = src_layer[q], src_index[q]
@@ -37,11 +42,12 @@ def _scatter_c_only(C, slot, layer_ptr, index, value, src_start, src_end, src_to
             b = slot[i, j]
             if b < 0:
                 continue
-            row = C[b, s]
+            C_row, I_row = C[b, s], I[b, s]
             for p in range(src_start[q], src_end[q]):
                 tok, a = src_tok[p], src_val[p]
                 for r in range(layer_ptr[tok, j], layer_ptr[tok, j + 1]):
-                    row[index[r]] += a * value[r]
+                    C_row[index[r]] += a * value[r]
+                    I_row[index[r]] += a
 
 
 def random_chunk(n_tokens: int, n_layers: int, n_features: int, l0: int, seed: int = 0) -> NonZeros:
@@ -53,8 +59,13 @@ def random_chunk(n_tokens: int, n_layers: int, n_features: int, l0: int, seed: i
     return NonZeros.build(n_tokens, n_layers, [(tok, lay, idx.astype(np.int32), val)])
 
 
-def best_of(fn: Callable[[], None], repeats: int = 3) -> float:
-    fn()  # compile / warm up
+def first_tokens(nz: NonZeros, n: int) -> NonZeros:
+    end = nz.layer_ptr[n - 1, -1]
+    return NonZeros(n, nz.layer_ptr[:n], nz.layer[:end], nz.index[:end], nz.value[:end])
+
+
+def best_of(fn: Callable[[], None], repeats: int = 2) -> float:
+    fn()  # compile / warm up (and, for the state, touch every page)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -67,24 +78,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features", type=int, default=8192)
     ap.add_argument("--l0", type=int, default=121)
-    ap.add_argument("--tokens", type=int, default=4096)
+    ap.add_argument("--tokens", type=int, default=16384)
     args = ap.parse_args()
-    L, F, n = 3, args.features, args.tokens
+    L, F, n = 8, args.features, args.tokens
     nz = random_chunk(n, L, F, args.l0)
-    blocks = ((0, 1), (0, 2), (1, 2))
-    updates = n * len(blocks) * args.l0**2
+    blocks = tuple((0, j) for j in range(1, L))
+    updates = len(blocks) * args.l0**2
     db = DenseBlocks(L, F, blocks)
 
-    def c_only() -> None:
-        import scipy.sparse as sp
-
+    def previous() -> None:
+        C, I = torch.zeros(db.C.shape), torch.zeros(db.I.shape)
         indptr = np.r_[nz.layer_ptr[:, 0], nz.layer_ptr[-1, -1]]
         csc = sp.csr_matrix((nz.value, nz.layer * F + nz.index, indptr), shape=(n, L * F)).tocsc()
-        feats = np.random.default_rng(0).permutation(2 * F)  # as collect does: threads share the work
-        _scatter_c_only(
-            db.C.numpy(), db.slot, nz.layer_ptr, nz.index, nz.value,
-            csc.indptr[feats], csc.indptr[feats + 1], csc.indices, csc.data, feats // F, feats % F,
-        )  # fmt: skip
+        feats = np.random.default_rng(0).permutation(F)  # layer 0's rows, shuffled as collect does
+        args = (db.slot, nz.layer_ptr, nz.index, nz.value, csc.indptr[feats], csc.indptr[feats + 1])
+        rest = (csc.indices, csc.data, feats // F, feats % F)
+        _previous_scatter(C.numpy(), I.numpy(), *args, *rest)  # touch the pages, compile
+        t = time.perf_counter()
+        _previous_scatter(C.numpy(), I.numpy(), *args, *rest)
+        previous.seconds = time.perf_counter() - t  # type: ignore[attr-defined]
 
     def one_thread() -> None:
         before = numba.get_num_threads()
@@ -94,19 +106,20 @@ def main() -> None:
         finally:
             numba.set_num_threads(before)
 
+    previous()
+    spmm_tokens = min(n, 2048)
+    head = first_tokens(nz, spmm_tokens)
     gemm_tokens = min(n, 512)
     dense = torch.rand(gemm_tokens, F)
     block = torch.zeros(F, F)
-    gemm_s = best_of(lambda: block.addmm_(dense.T, dense), repeats=1) * n / gemm_tokens * len(blocks)
-
-    rows = {
-        "scatter": best_of(lambda: db.add(nz, backend="scatter")),
-        "scatter, 1 thread": best_of(one_thread),
-        "C only": best_of(c_only),
-        "sparse x dense": best_of(lambda: db.add(nz, backend="spmm"), repeats=1),
-        "dense GEMM": gemm_s,
+    rows = {  # seconds per token
+        "scatter": best_of(lambda: db.add(nz, backend="scatter")) / n,
+        "scatter, 1 thread": best_of(one_thread, repeats=1) / n,
+        "previous scatter": previous.seconds / n,  # type: ignore[attr-defined]
+        "sparse x dense": best_of(lambda: db.add(head, backend="spmm"), repeats=1) / spmm_tokens,
+        "dense GEMM": best_of(lambda: block.addmm_(dense.T, dense), repeats=1) / gemm_tokens * len(blocks),
     }
-    print(f"{n} tokens, 3 layers x {F} features, l0 {args.l0}: {updates:,} pair updates; "
+    print(f"{n} tokens, 8 layers x {F} features, l0 {args.l0}, blocks (0, 1) … (0, 7): {updates * n:,} pair updates; "
           f"{numba.get_num_threads()} numba threads, {torch.get_num_threads()} torch threads")  # fmt: skip
     base = rows["scatter"]
     for name, seconds in rows.items():
