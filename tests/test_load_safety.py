@@ -234,3 +234,91 @@ load_run(pathlib.Path({str(run)!r}), open_store({spec!r}), name="good", replace=
     with pytest.warns(UserWarning, match="a replace was interrupted"):
         open_store(spec, read_only=True).close()
     assert counts(spec) == before and _tweras(spec) == old
+
+
+def _leftovers(spec: str) -> dict[str, int]:
+    """What a Neo4j replace leaves behind until it is finished: its record, staged or retired features."""
+    store = open_store(spec, read_only=True)
+    out = {
+        "records": store.read("MATCH (r:Replacing) RETURN count(r) AS n")[0]["n"],
+        "other features": store.read(
+            "MATCH (f:Feature) WHERE f.dictionary STARTS WITH 'good~' RETURN count(f) AS n"
+        )[0]["n"],
+    }
+    store.close()
+    return out
+
+
+def test_a_neo4j_replace_that_fails_while_loading_leaves_the_old_dictionary(
+    tiny_run: Path, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No copy of a Neo4j database to go back to: the new features are staged beside the old, and
+    a failure (or a kill: nothing is cleaned up on the way out) leaves the old one whole."""
+    from loaders.graph.store import Neo4jStore
+
+    spec = loaded_store("neo4j", request, tiny_run, tmp_path, name="good")
+    before, old = counts(spec), _tweras(spec)
+    run = _other_good_run(tiny_run, tmp_path)
+    real = Neo4jStore.bulk
+
+    def failing(self: Neo4jStore, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
+        if name == "PROMOTES":  # the new features and their FEEDS edges are written by now
+            raise OSError("connection reset (injected)")
+        real(self, name, table, batch_size, progress)
+
+    monkeypatch.setattr(Neo4jStore, "bulk", failing)
+    store = open_store(spec)
+    with pytest.raises(OSError, match="injected"):
+        load_run(run, store, name="good", replace=True, progress=False)
+    store.close()
+    assert counts(spec) == before and _tweras(spec) == old  # readers see the old dictionary
+    assert _leftovers(spec) == {"records": 1, "other features": before["features"]}
+    monkeypatch.setattr(Neo4jStore, "bulk", real)
+    store = open_store(spec)
+    load_run(run, store, name="good", replace=True, progress=False, batch_size=97)
+    store.close()
+    assert _tweras(spec) == sorted(2 * t for t in old) and counts(spec) == before
+    assert _leftovers(spec) == {"records": 0, "other features": 0}
+
+
+@pytest.mark.parametrize("cut", ["retiring", "promoting", "cleaning"])
+def test_a_neo4j_replace_cut_short_in_its_swap_is_finished_by_the_next_load(
+    tiny_run: Path, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, cut: str
+) -> None:
+    """Cut after the first batch of a swap phase, the replace is finished by the next load of the
+    same run (or a drop): the new dictionary whole, nothing staged or retired left."""
+    import loaders.graph.load as load
+
+    spec = loaded_store("neo4j", request, tiny_run, tmp_path, name="good")
+    before, old = counts(spec), _tweras(spec)
+    run = _other_good_run(tiny_run, tmp_path)
+    real_rename, real_delete = load._rename, load.delete_features
+
+    def rename(store, source: str, target: str, batch_size: int) -> None:  # type: ignore[no-untyped-def]
+        moving = {"retiring": "good", "promoting": "good~replacing"}.get(cut)
+        if source == moving:
+            store.write(load.cypher("rename_dictionary_features"), {"from": source, "to": target, "limit": 50})
+            raise OSError(f"killed while {cut} (injected)")
+        real_rename(store, source, target, batch_size)
+
+    def delete(store, dictionary: str, batch_size: int = 10_000) -> int:  # type: ignore[no-untyped-def]
+        if cut == "cleaning" and dictionary == "good~replaced":
+            store.write(load.cypher("delete_dictionary_features"), {"dictionary": dictionary, "limit": 50})
+            raise OSError("killed while cleaning (injected)")
+        return real_delete(store, dictionary, batch_size)
+
+    monkeypatch.setattr(load, "_rename", rename)
+    monkeypatch.setattr(load, "delete_features", delete)
+    store = open_store(spec)
+    with pytest.raises(OSError, match="injected"):
+        load_run(run, store, name="good", replace=True, progress=False)
+    store.close()
+    assert _leftovers(spec)["records"] == 1
+    monkeypatch.setattr(load, "_rename", real_rename)
+    monkeypatch.setattr(load, "delete_features", real_delete)
+    store = open_store(spec)
+    result = load_run(run, store, name="good", progress=False)  # no --replace: only the finishing writes
+    store.close()
+    assert result.skipped
+    assert _tweras(spec) == sorted(2 * t for t in old) and counts(spec) == before
+    assert _leftovers(spec) == {"records": 0, "other features": 0}

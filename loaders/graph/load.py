@@ -13,6 +13,16 @@
 4. Bulk-load tokens (only new ones), features (with motor annotations by `MotorRule`), FEEDS
    edges (with twera_norm), PROMOTES / SUPPRESSES / FIRES_ON links.
 5. Write the Dictionary node last: its presence marks a complete load.
+
+A replace keeps the old dictionary or the new one, never neither. On the embedded store,
+steps 3–5 run beside a copy of the database (`EmbeddedStore.begin_replace`). On Neo4j, which
+has no such copy, the new features are loaded under a staging name while the old stay as they
+are (phase *loading*); then the old are renamed away (*retiring*), the new renamed in and the
+Dictionary node updated (*promoting*), and the old deleted (*cleaning*), each in batches. A
+`Replacing` node records the phase: a replace cut short in *loading* is undone (the old
+dictionary stays), one cut short later is finished, the next time that dictionary is loaded
+or dropped (`finish_replace`). Renames touch nodes only, so the window in which readers see a
+mix is short (seconds for 65k features), not the minutes the deletes take.
 """
 
 from __future__ import annotations
@@ -357,6 +367,7 @@ def drop_dictionary(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_si
     """Remove `dictionary` and its features (with their edges, activations and steering links)
     from `store`; returns the features deleted. Features go first, in batches, and the
     Dictionary node last, so an interrupted drop can simply be run again."""
+    finish_replace(store, dictionary, batch_size)
     held = {r["id"] for r in store.read(cypher("dictionaries"))}
     if dictionary not in held:
         raise StoreError(
@@ -373,7 +384,7 @@ def drop_dictionary(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_si
 def _old_or_new(store: EmbeddedStore | Neo4jStore, replacing: str | None) -> Iterator[None]:
     """Around the deletes and writes of a replace of `replacing` on the embedded store: a copy
     of the database to go back to if they raise, or if the process dies (the next open rolls
-    back). Neo4j has no such copy: there, a replace cut short is completed by running it again."""
+    back). (Neo4j replaces go through `_replace_on_neo4j`.)"""
     if replacing is None or not isinstance(store, EmbeddedStore):
         yield
         return
@@ -384,6 +395,65 @@ def _old_or_new(store: EmbeddedStore | Neo4jStore, replacing: str | None) -> Ite
         store.abort_replace()
         raise
     store.end_replace()
+
+
+STAGING, RETIRED = "~replacing", "~replaced"
+"""Suffixes of the names a Neo4j replace loads the new features and retires the old ones under."""
+
+
+def _rename(store: Neo4jStore, source: str, target: str, batch_size: int) -> None:
+    params = {"from": source, "to": target, "limit": batch_size}
+    while store.write(cypher("rename_dictionary_features"), params)[0]["renamed"]:
+        pass
+
+
+def finish_replace(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = 10_000) -> str | None:
+    """Complete or undo a Neo4j replace of `dictionary` that was cut short (module docstring);
+    returns what was done ("undone", "finished") or None when there was nothing to do."""
+    if not isinstance(store, Neo4jStore):
+        return None
+    state = store.read(cypher("replace_state"), {"dictionary": dictionary})
+    if not state:
+        return None
+    s = state[0]
+    if s["phase"] == "loading":  # the old dictionary is whole: drop what was staged
+        delete_features(store, s["staging"], batch_size)
+        store.write(cypher("replace_done"), {"dictionary": dictionary})
+        return "undone"
+    _swap(store, dictionary, s["staging"], s["retired"], json.loads(s["node"]), s["phase"], batch_size)
+    return "finished"
+
+
+def _swap(
+    store: Neo4jStore, dictionary: str, staging: str, retired: str, node: dict, phase: str, batch_size: int
+) -> None:
+    """Phases retiring → promoting → cleaning of a Neo4j replace, from `phase` on; each phase's
+    batches can be rerun, so a swap cut short is finished by calling this again."""
+    state = {"dictionary": dictionary, "staging": staging, "retired": retired, "node": json.dumps(node)}
+    if phase == "retiring":
+        _rename(store, dictionary, retired, batch_size)
+        phase = "promoting"
+        store.write(cypher("replace_phase"), {**state, "phase": phase})
+    if phase == "promoting":
+        _rename(store, staging, dictionary, batch_size)
+        store.write(cypher("upsert_dictionary"), node)
+        phase = "cleaning"
+        store.write(cypher("replace_phase"), {**state, "phase": phase})
+    delete_features(store, retired, batch_size)
+    store.write(cypher("replace_done"), {"dictionary": dictionary})
+
+
+def _replace_on_neo4j(store: Neo4jStore, t: RunTables, dictionary: str, batch_size: int, progress: bool) -> None:
+    """Load `t` (built under the staging name) beside `dictionary`, then swap it in."""
+    staging, retired = dictionary + STAGING, dictionary + RETIRED
+    node = t.dictionary | {"id": dictionary}
+    state = {"dictionary": dictionary, "staging": staging, "retired": retired, "node": json.dumps(node)}
+    store.write(cypher("replace_phase"), {**state, "phase": "loading"})
+    delete_features(store, staging, batch_size)  # what an attempt cut short before its record left
+    for label in ("Token", "Feature", "FEEDS", "PROMOTES", "SUPPRESSES", "FIRES_ON"):
+        store.bulk(label, t.tables[label], batch_size, progress)
+    store.write(cypher("replace_phase"), {**state, "phase": "retiring"})
+    _swap(store, dictionary, staging, retired, node, "retiring", batch_size)
 
 
 def load_run(
@@ -401,6 +471,7 @@ def load_run(
     dictionary = name or short_name(manifest["dictionary"])
     model = short_name(manifest["model"])
     store.ensure_schema()
+    finish_replace(store, dictionary, batch_size)
     existing = {r["id"]: r for r in store.read(cypher("dictionaries"))}
     if dictionary in existing:
         if existing[dictionary]["inputs_key"] == manifest["inputs_key"] and not replace:
@@ -413,8 +484,11 @@ def load_run(
             )
 
     present = {r["id"] for r in store.read(cypher("model_tokens"), {"model": model})}
+    if isinstance(store, Neo4jStore) and dictionary in existing:
+        t = run_tables(run, manifest, dictionary + STAGING, model, rule or MotorRule(), present)  # refuses a bad run
+        _replace_on_neo4j(store, t, dictionary, batch_size, progress)
+        return LoadResult(dictionary, t.tables["Feature"].num_rows, t.tables["FEEDS"].num_rows, skipped=False)
     t = run_tables(run, manifest, dictionary, model, rule or MotorRule(), present)  # refuses a bad run
-
     with _old_or_new(store, dictionary if dictionary in existing else None):
         store.write(cypher("delete_dictionary"), {"dictionary": dictionary})
         delete_features(store, dictionary, batch_size)
