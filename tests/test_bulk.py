@@ -64,3 +64,38 @@ def test_bulk_import_equals_a_bolt_load(tiny_run: Path, tmp_path: Path) -> None:
     finally:
         neo4j_local.stop(directory)
         reference.close()
+
+
+def test_import_files_number_the_nodes_and_ask_for_multiline_fields_only_when_needed(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from loaders.graph import schema
+    from loaders.graph.bulk import write_import_files
+
+    def tables(token: str, target: str = "m/b") -> dict[str, pa.Table]:
+        types = {"STRING": pa.string(), "INT64": pa.int64(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
+        types["STRING[]"] = pa.list_(pa.string())
+        feature = {
+            k: pa.array([[], []] if t == "STRING[]" else [None, None], types[t])
+            for k, t in schema.NODES["Feature"].items()
+        }
+        feature["id"] = pa.array(["d/0/1", "d/0/2"])
+        feature["top_tokens"] = pa.array([[token, "x"], []], types["STRING[]"])
+        return {
+            "Token": pa.table({"id": ["m/a", "m/b"], "model": ["m", "m"], "text": ["a", "b"]}),
+            "Feature": pa.table(feature),
+            "FIRES_ON": pa.table({"source": ["d/0/2", "d/0/1"], "target": ["m/a", target], "rank": [0, 1]}),
+        }
+
+    plain = write_import_files(tables("plain"), tmp_path / "plain")
+    assert not plain.multiline and "--multiline-fields=false" in plain.args() and "--id-type=integer" in plain.args()
+    nodes = {label: pacsv.read_csv(path).to_pydict() for label, path in plain.nodes.items()}
+    assert nodes["Token"][":ID"] == [0, 1] and nodes["Feature"][":ID"] == [2, 3]
+    assert nodes["Feature"]["id:string"] == ["d/0/1", "d/0/2"]
+    fires = pacsv.read_csv(plain.relationships["FIRES_ON"]).to_pydict()
+    assert (fires[":START_ID"], fires[":END_ID"]) == ([3, 2], [0, 1])  # d/0/2 → m/a, d/0/1 → m/b
+    for broken in ("a\nb", "a\rb"):
+        assert write_import_files(tables(broken), tmp_path / f"x{len(broken)}{ord(broken[1])}").multiline
+    with pytest.raises(ValueError, match="m/zzz"):
+        write_import_files(tables("plain", target="m/zzz"), tmp_path / "unknown")
