@@ -190,11 +190,17 @@ class FeatureStats:
         return self.sigma_final / max(self.tokens, 1)
 
 
-def merge_top(cur: dict[str, Tensor], cand: dict[str, Tensor]) -> None:
+Windows = Callable[[Tensor, Tensor], dict[str, Tensor]]
+"""(candidate rows, columns) → the fields of `cand` left out of it, for those candidates only."""
+
+
+def merge_top(cur: dict[str, Tensor], cand: dict[str, Tensor], windows: Windows | None = None) -> None:
     """Merge candidate examples `cand` (m, g, …) into the top-k `cur` (k, g, …) in place.
 
     Order: activation descending, then window key ascending (a total order: one entry per
-    window), so the result does not depend on the order windows arrive in.
+    window), so the result does not depend on the order windows arrive in. Fields of `cur`
+    missing from `cand` (a window's tokens and activations) come from `windows`, asked only
+    for the candidates that enter the top-k.
     """
     k = cur["top_val"].shape[0]
     real = cand["top_val"] > -np.inf
@@ -208,10 +214,19 @@ def merge_top(cur: dict[str, Tensor], cand: dict[str, Tensor]) -> None:
     by_key = key.argsort(dim=0, stable=True)
     by_val = val.gather(0, by_key).argsort(dim=0, descending=True, stable=True)
     pick = by_key.gather(0, by_val)[:k]  # (k, cols) rows of the concatenation
+    entered = (pick >= k).nonzero(as_tuple=True)  # (slot, column) of each candidate that entered
+    fresh = windows(pick[entered] - k, cols[entered[1]]) if windows is not None and len(entered[0]) else {}
     for name, t in cur.items():
-        both = torch.cat([t[:, cols], cand[name][:, cols].to(t.dtype)])
-        index = pick.view(*pick.shape, *([1] * (both.dim() - 2))).expand(-1, -1, *both.shape[2:])
-        t[:, cols] = both.gather(0, index)
+        if name in cand:
+            both = torch.cat([t[:, cols], cand[name][:, cols].to(t.dtype)])
+            index = pick.view(*pick.shape, *([1] * (both.dim() - 2))).expand(-1, -1, *both.shape[2:])
+            t[:, cols] = both.gather(0, index)
+            continue
+        kept = pick.clamp(max=k - 1)  # slots from `cur`; those of entered candidates are overwritten
+        out = t[:, cols].gather(0, kept.view(*kept.shape, *([1] * (t.dim() - 2))).expand(-1, -1, *t.shape[2:]))
+        if name in fresh:
+            out[entered] = fresh[name].to(t.dtype)
+        t[:, cols] = out
 
 
 @dataclass(frozen=True)
@@ -417,21 +432,22 @@ class _Accumulator:
         cand_val[c_row, c_col] = peak[cells]
         p = torch.zeros((R, len(live)), dtype=torch.long, device=dev)
         p[c_row, c_col] = first[cells]
-        where = p[..., None] + torch.arange(-w, w + 1, device=dev)  # (window, live, 2w+1)
         T = a.shape[1]
-        wc = where.clamp(0, T - 1)
         ids, attn = batch.input_ids.to(dev), batch.attention_mask.to(dev)
-        r3 = torch.arange(R, device=dev)[:, None, None].expand_as(wc)
-        valid = (where >= 0) & (where < T) & attn[r3, wc].bool()
-        cand = {
-            "top_val": cand_val,
-            "top_key": batch.keys.to(dev)[:, None].expand(-1, len(live)),
-            "top_pos": p,
-            "top_tok": torch.where(valid, ids[r3, wc], -1),
-            "top_act": a[r3, wc, live[None, :, None].expand_as(wc)].float() * valid,
-        }
+
+        def windows(rows: Tensor, cols: Tensor) -> dict[str, Tensor]:
+            """Tokens and activations around the peaks of the candidates that entered."""
+            where = p[rows, cols][:, None] + torch.arange(-w, w + 1, device=dev)  # (entered, 2w+1)
+            wc, r = where.clamp(0, T - 1), rows[:, None].expand_as(where)
+            valid = (where >= 0) & (where < T) & attn[r, wc].bool()
+            return {
+                "top_tok": torch.where(valid, ids[r, wc], -1),
+                "top_act": a[r, wc, live[cols][:, None].expand_as(wc)].float() * valid,
+            }
+
+        cand = {"top_val": cand_val, "top_key": batch.keys.to(dev)[:, None].expand(-1, len(live)), "top_pos": p}
         sub = {n: t[:, live] for n, t in cur.items()}
-        merge_top(sub, cand)
+        merge_top(sub, cand, windows)
         for n, t in cur.items():
             t[:, live] = sub[n]
 

@@ -93,6 +93,7 @@ def test_streaming_equals_brute_force(tmp_path: Path, family, kind, read_site, a
             assert C.nnz > 0
 
     # top examples: the k largest per-window maxima (ties: earlier window), window around the maximum
+    row_at = {(int(k), int(p)): r for r, (k, p) in enumerate(zip(key_of, pos_of, strict=True))}
     for g in range(G):
         per_window: dict[int, tuple[float, int]] = {}
         for r in np.flatnonzero(A[:, g] > 0):
@@ -104,6 +105,13 @@ def test_streaming_equals_brute_force(tmp_path: Path, family, kind, read_site, a
         for slot, (key, (val, pos)) in enumerate(best):
             assert s.top_key[slot, g] == key and s.top_pos[slot, g] == pos
             assert s.top_act[slot, g, 2] == pytest.approx(val, rel=RTOL)
+            for o in range(-2, 3):  # the whole window: activations at counted positions, −1 / 0 past its ends
+                r = row_at.get((key, pos + o))
+                if r is not None:
+                    assert s.top_act[slot, g, o + 2] == pytest.approx(A[r, g], rel=RTOL, abs=1e-9)
+                    assert s.top_tok[slot, g, o + 2] >= 0
+                elif pos + o != 0:  # (position 0 is BOS: shown, not counted)
+                    assert s.top_tok[slot, g, o + 2] == -1 and s.top_act[slot, g, o + 2] == 0
 
 
 def _states_equal(a: PassState, b: PassState, exact_sums: bool = True) -> None:
