@@ -171,6 +171,19 @@ def _tweras(spec: str) -> list[float]:
     return [r["t"] for r in rows]
 
 
+def _bulk_fails_at(monkeypatch: pytest.MonkeyPatch, store_class: type, label: str) -> Callable[[], None]:
+    """Make `store_class.bulk` raise when it reaches `label`'s rows; returns what puts it back."""
+    real = store_class.bulk
+
+    def failing(self, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:  # type: ignore[no-untyped-def]
+        if name == label:
+            raise OSError(f"write failed at {label} (injected)")
+        real(self, name, table, batch_size, progress)
+
+    monkeypatch.setattr(store_class, "bulk", failing)
+    return lambda: monkeypatch.setattr(store_class, "bulk", real)
+
+
 def test_a_replace_that_fails_midway_leaves_the_old_dictionary(
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,14 +192,7 @@ def test_a_replace_that_fails_midway_leaves_the_old_dictionary(
     spec = loaded_store("embedded", None, tiny_run, tmp_path, name="good")  # type: ignore[arg-type]
     before, old = counts(spec), _tweras(spec)
     run = _other_good_run(tiny_run, tmp_path)
-    real = EmbeddedStore.bulk
-
-    def failing(self: EmbeddedStore, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
-        if name == "FEEDS":  # the old features are deleted and the new ones written by now
-            raise OSError("No space left on device (injected)")
-        real(self, name, table, batch_size, progress)
-
-    monkeypatch.setattr(EmbeddedStore, "bulk", failing)
+    restore = _bulk_fails_at(monkeypatch, EmbeddedStore, "FEEDS")  # old features deleted, new ones written
     store = open_store(spec)
     with pytest.raises(OSError, match="injected"):
         load_run(run, store, name="good", replace=True, progress=False)
@@ -194,7 +200,7 @@ def test_a_replace_that_fails_midway_leaves_the_old_dictionary(
     store.close()
     assert counts(spec) == before and _tweras(spec) == old
     assert not (Path(spec) / REPLACE_BACKUP).exists() and not (Path(spec) / REPLACE_MARKER).exists()
-    monkeypatch.setattr(EmbeddedStore, "bulk", real)
+    restore()
     store = open_store(spec)
     load_run(run, store, name="good", replace=True, progress=False)  # and the replace still works
     store.close()
@@ -241,9 +247,9 @@ def _leftovers(spec: str) -> dict[str, int]:
     store = open_store(spec, read_only=True)
     out = {
         "records": store.read("MATCH (r:Replacing) RETURN count(r) AS n")[0]["n"],
-        "other features": store.read(
-            "MATCH (f:Feature) WHERE f.dictionary STARTS WITH 'good~' RETURN count(f) AS n"
-        )[0]["n"],
+        "other features": store.read("MATCH (f:Feature) WHERE f.dictionary STARTS WITH 'good~' RETURN count(f) AS n")[
+            0
+        ]["n"],
     }
     store.close()
     return out
@@ -259,21 +265,14 @@ def test_a_neo4j_replace_that_fails_while_loading_leaves_the_old_dictionary(
     spec = loaded_store("neo4j", request, tiny_run, tmp_path, name="good")
     before, old = counts(spec), _tweras(spec)
     run = _other_good_run(tiny_run, tmp_path)
-    real = Neo4jStore.bulk
-
-    def failing(self: Neo4jStore, name: str, table: pa.Table, batch_size: int, progress: bool = False) -> None:
-        if name == "PROMOTES":  # the new features and their FEEDS edges are written by now
-            raise OSError("connection reset (injected)")
-        real(self, name, table, batch_size, progress)
-
-    monkeypatch.setattr(Neo4jStore, "bulk", failing)
+    restore = _bulk_fails_at(monkeypatch, Neo4jStore, "PROMOTES")  # new features and FEEDS edges written
     store = open_store(spec)
     with pytest.raises(OSError, match="injected"):
         load_run(run, store, name="good", replace=True, progress=False)
     store.close()
     assert counts(spec) == before and _tweras(spec) == old  # readers see the old dictionary
     assert _leftovers(spec) == {"records": 1, "other features": before["features"]}
-    monkeypatch.setattr(Neo4jStore, "bulk", real)
+    restore()
     store = open_store(spec)
     load_run(run, store, name="good", replace=True, progress=False, batch_size=97)
     store.close()
