@@ -76,16 +76,16 @@ class NonZeros:
         if parts:
             tok, lay, idx, val = (np.concatenate([p[k] for p in parts]) for k in range(4))
         else:
-            tok = lay = np.zeros(0, np.int64)
+            tok, lay = np.zeros(0, np.int64), np.zeros(0, np.int16)
             idx, val = np.zeros(0, np.int32), np.zeros(0, np.float32)
-        counts = np.bincount(tok * n_layers + lay, minlength=n_tokens * n_layers).reshape(n_tokens, n_layers)
-        ptr = np.zeros((n_tokens, n_layers + 1), np.int64)
-        np.cumsum(counts, axis=1, out=ptr[:, 1:])
-        ptr += np.r_[0, np.cumsum(counts.sum(1))[:-1]][:, None]
+        # entries are sorted by (token, layer): each (token, layer)'s first entry by binary search
+        key = tok.astype(np.int64) * n_layers + lay
+        starts = np.arange(n_tokens)[:, None] * n_layers + np.arange(n_layers + 1)
+        ptr = np.searchsorted(key, starts.ravel(), side="left").reshape(n_tokens, n_layers + 1)
         return NonZeros(
             n_tokens,
-            ptr,
-            lay.astype(np.int64, copy=False),
+            ptr.astype(np.int64, copy=False),
+            lay.astype(np.int64),
             idx.astype(np.int32, copy=False),
             val.astype(np.float32, copy=False),
         )
@@ -93,13 +93,25 @@ class NonZeros:
     @staticmethod
     def token_major(parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]], n_layers: int):
         """One batch's per-layer (token, layer, index, value) parts, each sorted by token, merged
-        into token-major order (token, then layer, then index)."""
-        tok = np.concatenate([p[0] for p in parts]).astype(np.int64)
-        lay = np.concatenate([np.full(len(p[0]), p[1], np.int64) for p in parts])
-        order = np.argsort(tok * n_layers + lay, kind="stable")  # merges L sorted runs
-        idx = np.concatenate([p[2] for p in parts])[order]
-        val = np.concatenate([p[3] for p in parts])[order]
-        return tok[order], lay[order], idx, val
+        into token-major order (token, then layer, then index): a counting placement, no sort.
+        Returns (token int32, layer int16, index, value)."""
+        L = n_layers
+        lo = min((int(p[0][0]) for p in parts if len(p[0])), default=0)
+        span = max((int(p[0][-1]) for p in parts if len(p[0])), default=lo) - lo + 1
+        counts = np.zeros((span, L), np.int64)
+        for t, i, _, _ in parts:
+            counts[:, i] += np.bincount(t - lo, minlength=span)
+        first = np.zeros(span * L + 1, np.int64)  # where each (token, layer)'s entries start
+        np.cumsum(counts.ravel(), out=first[1:])
+        total = int(first[-1])
+        tok, lay = np.empty(total, np.int32), np.empty(total, np.int16)
+        idx, val = np.empty(total, np.int32), np.empty(total, np.float32)
+        for t, i, x, v in parts:
+            rel = t - lo
+            within = np.arange(len(t)) - (np.cumsum(counts[:, i]) - counts[:, i])[rel]  # rank within its token
+            dest = first[rel * L + i] + within
+            tok[dest], lay[dest], idx[dest], val[dest] = t, i, x, v
+        return tok, lay, idx, val
 
 
 # -- the plan -----------------------------------------------------------------------------------
