@@ -278,6 +278,15 @@ def test_a_neo4j_replace_that_fails_while_loading_leaves_the_old_dictionary(
     store.close()
     assert _tweras(spec) == sorted(2 * t for t in old) and counts(spec) == before
     assert _leftovers(spec) == {"records": 0, "other features": 0}
+    # the graph a replace leaves is the graph a fresh load of the new run gives: ids, properties, links
+    from tests.test_graph import dump
+
+    fresh = open_store(tmp_path / "fresh")
+    load_run(run, fresh, name="good", progress=False)
+    replaced = open_store(spec, read_only=True)
+    assert dump(replaced) == dump(fresh)
+    replaced.close()
+    fresh.close()
 
 
 @pytest.mark.parametrize("cut", ["retiring", "promoting", "cleaning"])
