@@ -69,14 +69,13 @@ def add_direction(ws: Workspace, direction: Direction, k: int | None = None) -> 
     run = Path(ws.graph.info["run"])
     result = compute_direction(ws.model, ws.dictionary, direction, run, top_k=k or _run_top_k(run))
     did = direction_id(ws.graph.dictionary, direction.name)
-    keep = result.edges
-    top = max((abs(e["twera"]) for e in keep), default=0.0) or 1.0
+    top = max((abs(e["twera"]) for e in result.edges), default=0.0) or 1.0
     ws.store.write(cypher("write_direction"), {"id": did, "dictionary": ws.graph.dictionary, **as_record(result)})
     ws.store.write(cypher("delete_direction_edges"), {"id": did})
     rows = [
         {"source": did, "target": ws.id(e["target_layer"], e["target_index"]), "twera": e["twera"], "era": e["era"],
          "virtual_weight": e["virtual_weight"], "twera_norm": e["twera"] / top}
-        for e in keep
+        for e in result.edges
     ]  # fmt: skip
     ws.store.write_rows(cypher("write_direction_edges"), rows, batch_size=5000)
     return result

@@ -245,10 +245,11 @@ def _layer_lists(layer_ptr, index, value, j):
 def _zeros_pair(shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """Two float32 zero arrays for C and I on the CPU, in one anonymous mapping.
 
-    I starts 33 cache lines past a page boundary relative to C: with both page-aligned, C[b, s, t]
-    and I[b, s, t] share their low address bits and the scatter ran 4× slower (the CPU predicts
-    a store to one as aliasing a load from the other). The mapping asks for transparent huge
-    pages (fewer TLB misses on 32 KiB rows) where the kernel offers them.
+    I starts 1,057 cache lines (64 KiB + 33 lines) past C's page-rounded end: with both
+    page-aligned alike, C[b, s, t] and I[b, s, t] share their low address bits and the scatter
+    ran 4× slower (the CPU predicts a store to one as aliasing a load from the other). The
+    mapping asks for transparent huge pages (fewer TLB misses on 32 KiB rows) where the kernel
+    offers them.
     """
     nbytes = int(np.prod(shape)) * 4
     offset = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE + 65536 + 33 * 64
@@ -298,12 +299,11 @@ class DenseBlocks:
         # prange splits its range statically; a fixed shuffle spreads early layers' (costlier)
         # rows over the threads. Each row still has one owner, so the result does not change.
         feats = feats[np.random.default_rng(0).permutation(len(feats))]
-        starts, ends = csc.indptr[feats], csc.indptr[feats + 1]
+        sources = (csc.indptr[feats], csc.indptr[feats + 1], csc.indices, csc.data, feats // F, feats % F)
         C, I = self.C.numpy(), self.I.numpy()
         for j in sorted({j for _, j in self.blocks}):  # one target layer's lists in cache at a time
             ptr, index, value = _layer_lists(nz.layer_ptr, nz.index, nz.value, j)
-            slot_j = np.ascontiguousarray(self.slot[:, j])
-            _scatter(C, I, slot_j, ptr, index, value, starts, ends, csc.indices, csc.data, feats // F, feats % F)
+            _scatter(C, I, np.ascontiguousarray(self.slot[:, j]), ptr, index, value, *sources)
 
     def _add_spmm(self, nz: NonZeros) -> None:
         """C_ij += A_iᵀ A_j and I_ij += A_iᵀ 1(A_j > 0) with A_iᵀ sparse (CSR) and A_j dense:

@@ -86,12 +86,9 @@ def write_import_files(tables: dict[str, pa.Table], out: Path) -> ImportFiles:
     nodes, rels, first = {}, {}, 0
     for label, table in tables.items():
         if label in schema.NODES:
-            ids = table.column("id").combine_chunks()
+            ids = column(table, "id", "STRING")
             numbers[label] = (ids, first)
-            cols = {
-                ":ID": pa.array(np.arange(first, first + len(ids), dtype=np.int64)),
-                "id:string": column(table, "id", "STRING"),
-            }
+            cols = {":ID": pa.array(np.arange(first, first + len(ids), dtype=np.int64)), "id:string": ids}
             cols |= {f"{k}:{_TYPES[t]}": column(table, k, t) for k, t in schema.NODES[label].items() if k != "id"}
             first += len(ids)
             nodes[label] = path = out / f"{label}.csv"
