@@ -195,10 +195,10 @@ def _selection(verb: str) -> Any:
 
 
 def _by(help: str) -> Any:
-    """--by: an edge measure (`graphkit.graph.MEASURES`)."""
-    return click.option(
-        "--by", type=click.Choice(["twera", "era", "virtual_weight"]), default="twera", show_default=True, help=help
-    )
+    """--by: an edge measure (`loaders.graph.schema.MEASURES`)."""
+    from loaders.graph.schema import MEASURES
+
+    return click.option("--by", type=click.Choice(MEASURES), default="twera", show_default=True, help=help)
 
 
 STEERING = _options(

@@ -16,17 +16,12 @@ from typing import Any, Literal
 import networkx as nx
 
 from loaders.errors import GraphkitError
-from loaders.graph.schema import feature_id, normalize_token
+from loaders.graph.schema import MEASURES, Measure, feature_id, normalize_token
 from loaders.graph.store import EmbeddedStore, Neo4jStore, StoreError, cypher
 
 Sign = Literal["any", "positive", "negative"]
 _SIGN = {"any": 0.0, "positive": 1.0, "negative": -1.0}
 _ALL_LAYERS = (-1, 1 << 30)
-Measure = Literal["twera", "era", "virtual_weight"]
-MEASURES: tuple[Measure, ...] = ("twera", "era", "virtual_weight")
-"""What ranks a feature's kept edges. The edges a run keeps are chosen by |TWERA| (each
-source's top-k ∪ each target's top-k); ranking them by ERA or V reorders those, it does not
-reach edges the run did not keep."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+Measure = Literal["twera", "era", "virtual_weight"]
+MEASURES: tuple[Measure, ...] = ("twera", "era", "virtual_weight")
+"""The FEEDS properties that rank a feature's kept edges. The edges a run keeps are chosen by
+|TWERA| (each source's top-k ∪ each target's top-k); ranking them by ERA or V reorders those,
+it does not reach edges the run did not keep."""
 
 NODES: dict[str, dict[str, str]] = {
     "Dictionary": {
