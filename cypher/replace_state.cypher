@@ -1,4 +1,5 @@
 // The state of a replace of one dictionary on Neo4j, if one was begun and not finished.
+// Stores: neo4j (the embedded store replaces through a copy of its database)
 // Parameters: $dictionary: name. Returns: staging, retired, phase, node (the Dictionary node's
 // properties to write, as JSON).
 MATCH (r:Replacing {dictionary: $dictionary})

@@ -34,7 +34,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from graphkit.graph import Edge, FeatureGraph, Measure
 from loaders.errors import GraphkitError
-from loaders.graph.store import check_read_only, cypher, cypher_names, open_store
+from loaders.graph.store import DIALECT, check_read_only, cypher, cypher_names, open_store, query_stores
 
 if TYPE_CHECKING:
     from graphkit.checks import Workspace
@@ -521,10 +521,10 @@ def steering_view(ws: Workspace, ids: Sequence[str], prompt: str, mode: str, val
 
 # -- cypher ---------------------------------------------------------------------------------
 def read_queries() -> list[str]:
-    """The named queries that are reads (the presets)."""
+    """The named queries that are reads and run on every store (the presets)."""
     names = []
     for name in cypher_names():
-        if name.startswith("replace_"):  # the bookkeeping of a Neo4j replace, not a question
+        if query_stores(name) != frozenset(DIALECT):
             continue
         try:
             check_read_only(cypher(name))

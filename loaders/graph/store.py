@@ -87,6 +87,15 @@ def cypher_names() -> list[str]:
     return sorted(p.stem for p in CYPHER_DIR.glob("*.cypher"))
 
 
+def query_stores(name: str) -> frozenset[str]:
+    """The store kinds query `name` runs on: both, unless its comments have a line
+    ``// Stores: KIND[, KIND]``."""
+    declared = re.search(r"^//\s*Stores:\s*([a-z0-9, ]+?)\s*(?:\(|$)", _cypher_file(name), re.M)
+    if declared is None:
+        return frozenset(DIALECT)
+    return frozenset(k.strip() for k in declared.group(1).split(","))
+
+
 def _cypher_file(name: str) -> str:
     """The text of ``cypher/NAME.cypher``."""
     path = CYPHER_DIR / f"{name}.cypher"
