@@ -407,53 +407,50 @@ def _rename(store: Neo4jStore, source: str, target: str, batch_size: int) -> Non
         pass
 
 
-def finish_replace(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = 10_000) -> str | None:
-    """Complete or undo a Neo4j replace of `dictionary` that was cut short (module docstring);
-    returns what was done ("undone", "finished") or None when there was nothing to do."""
+def finish_replace(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = 10_000) -> None:
+    """Complete or undo a Neo4j replace of `dictionary` that was cut short (module docstring)."""
     if not isinstance(store, Neo4jStore):
-        return None
+        return
     state = store.read(cypher("replace_state"), {"dictionary": dictionary})
     if not state:
-        return None
-    s = state[0]
-    if s["phase"] == "loading":  # the old dictionary is whole: drop what was staged
-        delete_features(store, s["staging"], batch_size)
+        return
+    if state[0]["phase"] == "loading":  # the old dictionary is whole: drop what was staged
+        delete_features(store, dictionary + STAGING, batch_size)
         store.write(cypher("replace_done"), {"dictionary": dictionary})
-        return "undone"
-    _swap(store, dictionary, s["staging"], s["retired"], json.loads(s["node"]), s["phase"], batch_size)
-    return "finished"
+        return
+    _swap(store, dictionary, json.loads(state[0]["node"]), state[0]["phase"], batch_size)
 
 
-def _swap(
-    store: Neo4jStore, dictionary: str, staging: str, retired: str, node: dict, phase: str, batch_size: int
-) -> None:
+def _record(store: Neo4jStore, dictionary: str, node: dict, phase: str) -> None:
+    """Write the `Replacing` record of a Neo4j replace of `dictionary` at `phase`."""
+    store.write(cypher("replace_phase"), {"dictionary": dictionary, "node": json.dumps(node), "phase": phase})
+
+
+def _swap(store: Neo4jStore, dictionary: str, node: dict, phase: str, batch_size: int) -> None:
     """Phases retiring → promoting → cleaning of a Neo4j replace, from `phase` on; each phase's
     batches can be rerun, so a swap cut short is finished by calling this again."""
-    state = {"dictionary": dictionary, "staging": staging, "retired": retired, "node": json.dumps(node)}
     if phase == "retiring":
-        _rename(store, dictionary, retired, batch_size)
+        _rename(store, dictionary, dictionary + RETIRED, batch_size)
         phase = "promoting"
-        store.write(cypher("replace_phase"), {**state, "phase": phase})
+        _record(store, dictionary, node, phase)
     if phase == "promoting":
-        _rename(store, staging, dictionary, batch_size)
+        _rename(store, dictionary + STAGING, dictionary, batch_size)
         store.write(cypher("upsert_dictionary"), node)
         phase = "cleaning"
-        store.write(cypher("replace_phase"), {**state, "phase": phase})
-    delete_features(store, retired, batch_size)
+        _record(store, dictionary, node, phase)
+    delete_features(store, dictionary + RETIRED, batch_size)
     store.write(cypher("replace_done"), {"dictionary": dictionary})
 
 
 def _replace_on_neo4j(store: Neo4jStore, t: RunTables, dictionary: str, batch_size: int, progress: bool) -> None:
     """Load `t` (built under the staging name) beside `dictionary`, then swap it in."""
-    staging, retired = dictionary + STAGING, dictionary + RETIRED
     node = t.dictionary | {"id": dictionary}
-    state = {"dictionary": dictionary, "staging": staging, "retired": retired, "node": json.dumps(node)}
-    store.write(cypher("replace_phase"), {**state, "phase": "loading"})
-    delete_features(store, staging, batch_size)  # what an attempt cut short before its record left
+    _record(store, dictionary, node, "loading")
+    delete_features(store, dictionary + STAGING, batch_size)  # what an attempt cut short before its record left
     for label in ("Token", "Feature", "FEEDS", "PROMOTES", "SUPPRESSES", "FIRES_ON"):
         store.bulk(label, t.tables[label], batch_size, progress)
-    store.write(cypher("replace_phase"), {**state, "phase": "retiring"})
-    _swap(store, dictionary, staging, retired, node, "retiring", batch_size)
+    _record(store, dictionary, node, "retiring")
+    _swap(store, dictionary, node, "retiring", batch_size)
 
 
 def load_run(
