@@ -215,17 +215,15 @@ def merge_top(cur: dict[str, Tensor], cand: dict[str, Tensor], windows: Windows 
     by_val = val.gather(0, by_key).argsort(dim=0, descending=True, stable=True)
     pick = by_key.gather(0, by_val)[:k]  # (k, cols) rows of the concatenation
     entered = (pick >= k).nonzero(as_tuple=True)  # (slot, column) of each candidate that entered
-    fresh = windows(pick[entered] - k, cols[entered[1]]) if windows is not None and len(entered[0]) else {}
+    rows, at = pick[entered] - k, cols[entered[1]]  # that candidate in `cand`
+    new = {n: c[rows, at] for n, c in cand.items()}
+    if windows is not None and len(rows):
+        new |= windows(rows, at)
+    kept = pick.clamp(max=k - 1)  # slots kept from `cur`; those of entered candidates are overwritten
     for name, t in cur.items():
-        if name in cand:
-            both = torch.cat([t[:, cols], cand[name][:, cols].to(t.dtype)])
-            index = pick.view(*pick.shape, *([1] * (both.dim() - 2))).expand(-1, -1, *both.shape[2:])
-            t[:, cols] = both.gather(0, index)
-            continue
-        kept = pick.clamp(max=k - 1)  # slots from `cur`; those of entered candidates are overwritten
         out = t[:, cols].gather(0, kept.view(*kept.shape, *([1] * (t.dim() - 2))).expand(-1, -1, *t.shape[2:]))
-        if name in fresh:
-            out[entered] = fresh[name].to(t.dtype)
+        if len(rows):
+            out[entered] = new[name].to(t.dtype)
         t[:, cols] = out
 
 
