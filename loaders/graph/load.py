@@ -21,8 +21,9 @@ are (phase *loading*); then the old are renamed away (*retiring*), the new renam
 Dictionary node updated (*promoting*), and the old deleted (*cleaning*), each in batches. A
 `Replacing` node records the phase: a replace cut short in *loading* is undone (the old
 dictionary stays), one cut short later is finished, the next time that dictionary is loaded
-or dropped (`finish_replace`). Renames touch nodes only, so the window in which readers see a
-mix is short (seconds for 65k features), not the minutes the deletes take.
+or dropped (`finish_replace`). Renames touch nodes only, where the deletes touch every
+relationship too, so the window in which readers see a mix is the renames' alone (not timed
+apart from the whole replace).
 """
 
 from __future__ import annotations
