@@ -4,9 +4,9 @@
 
 Builds `bench_load.synthetic_run` (16 layers × 4,096 features, `--edges` FEEDS edges), starts
 a fresh local Neo4j (`graphkit.neo4j_local`, -Xmx1g) in a temporary directory, and prints
-the seconds of the first load and of the replace (relationships deleted in batches, then
-the features, then the new run loaded). The server is stopped and its directory removed at
-the end.
+the seconds of the first load and of the replace (the new run loaded beside the old under a
+staging name, the old renamed away and the new renamed in, then the old deleted in batches:
+`loaders.graph.load`). The server is stopped and its directory removed at the end.
 """
 
 from __future__ import annotations
