@@ -60,7 +60,7 @@ def run_collect(setup: Path, tokens: int, budget: str) -> dict:
     import dataclasses
 
     from loaders.collect import CollectConfig, collect
-    from loaders.pairs import parse_bytes
+    from loaders.config import parse_bytes
 
     base = CollectConfig()
     cfg = dataclasses.replace(

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from graphkit.answers import answer_context as context_of_answer
+from graphkit.config import ANALYZE_K, SteerConfig
 from graphkit.graph import FeatureGraph
 from graphkit.steering import Intervention, Mode, Positions, SteeringResult, steer
 from loaders.dictionary import Dictionary, load_dictionary
@@ -56,10 +57,6 @@ class PromptAnalysis:
     """Per position (BOS excluded) its top-k features."""
     n_active: int
     """Active (feature, position) pairs written to the graph."""
-
-
-ANALYZE_K = 8
-"""Features listed per position by `Workspace.analyze` (and `graphkit analyze`)."""
 
 
 def prompt_id(model: str, text: str) -> str:
@@ -168,8 +165,8 @@ class Workspace:
         value: float,
         positions: Positions | None = None,
         together: bool = False,
-        max_new_tokens: int = 12,
-        on_generated: bool = True,
+        max_new_tokens: int = SteerConfig.max_new_tokens,
+        on_generated: bool = SteerConfig.on_generated,
         write: bool = True,
     ) -> list[SteeringResult]:
         """One check per feature (or one with all of them when `together`), written back."""

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from graphkit.checks import Workspace
+from graphkit.config import SteerConfig
 from graphkit.graph import Edge, FeatureGraph
 from graphkit.steering import Intervention, Mode, Positions, SteeringResult, steer
 from loaders.direction import Direction, DirectionError, DirectionResult, as_record, compute_direction
@@ -115,8 +116,8 @@ def steer_direction(
     mode: Mode,
     value: float,
     positions: Positions | None = None,
-    max_new_tokens: int = 12,
-    on_generated: bool = True,
+    max_new_tokens: int = SteerConfig.max_new_tokens,
+    on_generated: bool = SteerConfig.on_generated,
 ) -> SteeringResult:
     """Steer the direction as a feature (its activation a ← mode(a, value), the change times its
     vector added where it writes) and write the check, linked to the Direction node."""

@@ -419,7 +419,7 @@ def neighbourhood_page(g: FeatureGraph, fid: str, hops: int, k: int, sign: str, 
 
 # -- prompt ---------------------------------------------------------------------------------
 def prompt_page(features: Sequence[str]) -> html.Div:
-    from graphkit.checks import ANALYZE_K
+    from graphkit.config import ANALYZE_K
 
     return html.Div(
         [

@@ -29,10 +29,9 @@ import torch
 from torch import Tensor
 
 from graphkit.answers import answer_start, extract_answer, greedy
+from graphkit.config import Mode
 from loaders.dictionary import Dictionary
 from loaders.model import HookedModel, Site, decode, tokenize_prompt
-
-Mode = Literal["mul", "add", "clamp"]
 
 
 @dataclass(frozen=True)

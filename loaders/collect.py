@@ -32,10 +32,9 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +42,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from loaders.config import CollectConfig
 from loaders.connections import Candidates, candidates, edge_table, residual_writes
 from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
@@ -50,52 +50,11 @@ from loaders.errors import GraphkitError
 from loaders.files import content_hash, file_hash
 from loaders.logit_lens import top_unembeds
 from loaders.model import HookedModel, resolve_model, token_strings
-from loaders.pairs import BlockPlan, default_budget, parse_bytes
-from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, StatsConfig, stream_pass
+from loaders.pairs import BlockPlan, default_budget
+from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, stream_pass
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class CollectConfig:
-    """Options of ``graphkit collect``."""
-
-    top_k: int = 32
-    """Downstream and upstream edges kept per feature."""
-    n_unembeds: int = 10
-    """Logit-lens top and bottom tokens kept per feature."""
-    stats: StatsConfig = field(default_factory=StatsConfig)
-    device: str = "cpu"
-    dtype: str = "fp32"
-    """The model's dtype for the pass (fp32, bf16, fp16); encoders and statistics stay fp32."""
-    exact_pairs: bool = False
-    """Keep every co-active pair exactly (sparse float64): small dictionaries, the test oracle."""
-    memory_budget: int | None = None
-    """Bytes for dense pair blocks per pass (default: half the device's memory)."""
-    ray: str | None = None
-    """Run each pass on Ray workers ('auto', 'local' or a cluster address); None: in process."""
-    workers: int | None = None
-    """Ray workers (default: one per GPU, else one per CPU slot)."""
-
-    def __post_init__(self) -> None:
-        if self.top_k < 1 or self.n_unembeds < 1:
-            raise ValueError("CollectConfig: top_k and n_unembeds must be ≥ 1")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"CollectConfig: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
-
-    @classmethod
-    def from_options(cls, **given: Any) -> CollectConfig:
-        """The defaults with the options given (None: not given), StatsConfig's fields included
-        where the name is not one of CollectConfig's own;
-        ``memory_budget`` may be text ("16GB"), ``device`` None means cuda when available."""
-        given = {k: v for k, v in given.items() if v is not None}
-        own = {f.name for f in dataclasses.fields(cls)}  # top_k is the edges' here, not the examples'
-        stats_fields = {f.name for f in dataclasses.fields(StatsConfig)} - own
-        stats = {k: given.pop(k) for k in list(given) if k in stats_fields}
-        if isinstance(given.get("memory_budget"), str):
-            given["memory_budget"] = parse_bytes(given["memory_budget"])
-        given.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
-        return cls(stats=StatsConfig(**stats), **given)
+"""The model dtypes of `CollectConfig.dtype`."""
 
 
 @dataclass(frozen=True)

@@ -440,15 +440,3 @@ def default_budget(device: str) -> int:
     import os
 
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
-
-
-def parse_bytes(text: str) -> int:
-    """'16GB', '4GiB', '512M', '1e9' → bytes (powers of 1024 for G/M/K)."""
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    try:
-        if t and t[-1] in scale:
-            return int(float(t[:-1]) * scale[t[-1]])
-        return int(float(t))
-    except ValueError as e:
-        raise ValueError(f"memory budget {text!r}: give bytes or a size like 16GB, 512MB") from e

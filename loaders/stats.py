@@ -40,6 +40,7 @@ from safetensors.numpy import load_file as load_np
 from torch import Tensor
 from tqdm import tqdm
 
+from loaders.config import StatsConfig
 from loaders.corpus import NO_KEY, Batch, Corpus, Cursor, chunks, pack, pad_id
 from loaders.dictionary import Dictionary
 from loaders.files import save_arrays
@@ -48,34 +49,6 @@ from loaders.pairs import DenseBlocks, NonZeros, PairState, SparsePairs
 
 HIST_EDGES = np.exp2(np.arange(-10, 11, 0.5))  # 41 edges → 42 bins incl. under/overflow
 """Histogram bin edges for positive activations (log₂ spaced, 2⁻¹⁰ … 2¹⁰)."""
-
-
-@dataclass(frozen=True)
-class StatsConfig:
-    """Options of the streaming pass."""
-
-    batch_tokens: int = 4096
-    """Padded tokens per model batch (rows × longest window)."""
-    chunk_tokens: int = 16384
-    """Tokens per chunk: the unit of length bucketing, pair-sum updates and checkpoints."""
-    context: int | None = None
-    """Window length including BOS (default: the model's context)."""
-    top_k: int = 10
-    """Top activating examples kept per feature (one per window)."""
-    window: int = 16
-    """Tokens kept on each side of an example's maximum (``--window``): enough to show a
-    feature's subject, not just its peak. Costs top_k × (2·window + 1) × 12 bytes per feature
-    on the device (33 tokens: 4 KB; 1.7 GB for 426k features)."""
-    max_tokens: int | None = None
-    """Stop after the chunk that reaches this many counted tokens."""
-    checkpoint_every: int = 16
-    """Chunks between checkpoints."""
-
-    def __post_init__(self) -> None:
-        if self.batch_tokens < 2 or self.chunk_tokens < 1 or self.top_k < 1 or self.window < 0:
-            raise ValueError("StatsConfig: batch_tokens ≥ 2, chunk_tokens and top_k ≥ 1, window ≥ 0")
-        if self.context is not None and self.context < 2:
-            raise ValueError("StatsConfig: context must be ≥ 2 (BOS + one token)")
 
 
 TOP_FIELDS = ("top_val", "top_key", "top_pos", "top_tok", "top_act")

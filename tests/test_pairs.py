@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loaders.pairs import BlockPlan, DenseBlocks, NonZeros, SparsePairs, parse_bytes
+from loaders.config import parse_bytes
+from loaders.pairs import BlockPlan, DenseBlocks, NonZeros, SparsePairs
 
 
 def random_chunk(n_tokens: int, n_layers: int, n_features: int, density: float, seed: int):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -34,33 +34,12 @@ import torch
 from graphkit.answers import answer_context, extract_answer
 from graphkit.bench.records import Candidate, Downstream, Group, Steering
 from graphkit.checks import Workspace
+from graphkit.config import BuildConfig
 from graphkit.graph import Measure
-from graphkit.steering import Intervention, Mode, Positions, SteeringResult, steer
+from graphkit.steering import Intervention, Positions, SteeringResult, steer
 from loaders.graph.schema import mark_peak, normalize_token
 from loaders.logit_lens import unembed_directions
 from loaders.model import decode
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """How groups are discovered."""
-
-    mode: Mode = "mul"
-    value: float = -1.0
-    """Negative multiplicative steering ("stop saying X") by default."""
-    pool: int = 8
-    min_candidates: int = 3
-    max_candidates: int = 5
-    max_prompts: int | None = None
-    n_examples: int = 5
-    n_downstream: int = 8
-    max_new_tokens: int = 12
-    seed: int = 0
-    """Order in which `bench build` draws prompts (a seeded shuffle)."""
-
-    def __post_init__(self) -> None:
-        if not 3 <= self.min_candidates <= self.max_candidates:
-            raise ValueError("BuildConfig: need 3 ≤ min_candidates ≤ max_candidates")
 
 
 def answer_words(ws: Workspace, answer: str) -> set[str]:

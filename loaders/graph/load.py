@@ -351,7 +351,7 @@ def run_tables(
     )
 
 
-def delete_features(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = 10_000) -> int:
+def delete_features(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = schema.BATCH_ROWS) -> int:
     """Delete a dictionary's features: their relationships first, `batch_size` at a time, then
     the bare nodes, so no transaction grows with a feature's degree (Neo4j's transaction memory
     limit). Returns the features deleted."""
@@ -364,7 +364,7 @@ def delete_features(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_si
     return deleted
 
 
-def drop_dictionary(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = 10_000) -> int:
+def drop_dictionary(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = schema.BATCH_ROWS) -> int:
     """Remove `dictionary` and its features (with their edges, activations and steering links)
     from `store`; returns the features deleted. Features go first, in batches, and the
     Dictionary node last, so an interrupted drop can simply be run again."""
@@ -408,7 +408,7 @@ def _rename(store: Neo4jStore, source: str, target: str, batch_size: int) -> Non
         pass
 
 
-def finish_replace(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = 10_000) -> None:
+def finish_replace(store: EmbeddedStore | Neo4jStore, dictionary: str, batch_size: int = schema.BATCH_ROWS) -> None:
     """Complete or undo a Neo4j replace of `dictionary` that was cut short (module docstring)."""
     if not isinstance(store, Neo4jStore):
         return
@@ -459,7 +459,7 @@ def load_run(
     store: EmbeddedStore | Neo4jStore,
     name: str | None = None,
     replace: bool = False,
-    batch_size: int = 10_000,
+    batch_size: int = schema.BATCH_ROWS,
     rule: MotorRule | None = None,
     progress: bool = True,
 ) -> LoadResult:

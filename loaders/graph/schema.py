@@ -36,6 +36,10 @@ MEASURES: tuple[Measure, ...] = ("twera", "era", "virtual_weight")
 |TWERA| (each source's top-k ∪ each target's top-k); ranking them by ERA or V reorders those,
 it does not reach edges the run did not keep."""
 
+BATCH_ROWS = 10_000
+"""Rows per write transaction (Neo4j) or COPY chunk (embedded) when loading, replacing or
+deleting."""
+
 NODES: dict[str, dict[str, str]] = {
     "Dictionary": {
         "id": "STRING",
