@@ -22,7 +22,7 @@ from graphkit.bench.judge import describe as shown
 from graphkit.bench.records import Candidate, Downstream
 from graphkit.graph import FeatureGraph
 from graphkit.report import examples, marked
-from loaders.graph.store import EmbeddedStore, Neo4jStore, cypher
+from loaders.graph.store import EmbeddedStore, Neo4jStore, cypher, open_store
 
 N_EXAMPLES, N_DOWNSTREAM = 5, 8
 MAX_CHARS = 400
@@ -64,6 +64,15 @@ def parse_description(text: str) -> str | None:
     """The last ``DESCRIPTION:`` line's sentence, at most `MAX_CHARS` characters."""
     found = _LINE.findall(text or "")
     return found[-1][:MAX_CHARS] if found else None
+
+
+def open_for_descriptions(store: str, dictionary: str | None = None, dry_run: bool = False) -> FeatureGraph:
+    """The store `describe_features` writes to: it must exist; read-only on a dry run, and
+    given the `description` property when made before it existed (`schema.ADDED`)."""
+    s = open_store(store, read_only=dry_run, must_exist=True)
+    if not dry_run:
+        s.ensure_schema()
+    return FeatureGraph(s, dictionary)
 
 
 def describe_features(

@@ -195,13 +195,15 @@ def _cli_option(path: str, name: str) -> object:
 
 def test_cli_defaults_are_the_librarys() -> None:
     """A default the CLI states must be the one the library call it wires to uses (`analyze
-    --k` once said 5 where `Workspace.analyze` used 8)."""
+    --k` once said 5 where `Workspace.analyze` used 8); options read it from the library."""
     import inspect
 
-    from graphkit.bench.groups import BuildConfig
     from graphkit.bench.judge import JudgeConfig
+    from graphkit.config import BuildConfig, SteerConfig
+    from graphkit.directions import steer_direction
     from graphkit.graph import FeatureGraph
     from graphkit.report import view_feature
+    from loaders.config import CollectConfig, StatsConfig
 
     def param(fn: object, name: str) -> object:
         return inspect.signature(fn).parameters[name].default  # type: ignore[arg-type]
@@ -209,20 +211,56 @@ def test_cli_defaults_are_the_librarys() -> None:
     pairs = {
         ("downstream", "k"): param(FeatureGraph.downstream, "k"),
         ("upstream", "k"): param(FeatureGraph.upstream, "k"),
+        ("downstream", "sign"): param(FeatureGraph.downstream, "sign"),
         ("motor", "k"): param(FeatureGraph.motor_paths, "k"),
         ("load", "batch_size"): param(load_run, "batch_size"),
+        ("analyze", "k"): param(Workspace.analyze, "k"),
         ("steer", "max_new_tokens"): param(Workspace.steer_features, "max_new_tokens"),
         ("steer", "on_generated"): param(Workspace.steer_features, "on_generated"),
+        ("direction steer", "max_new_tokens"): param(steer_direction, "max_new_tokens"),
+        ("direction steer", "on_generated"): param(steer_direction, "on_generated"),
+        ("steer", "mode"): SteerConfig.mode,
+        ("steer", "value"): SteerConfig.value,
         ("view", "hops"): param(view_feature, "hops"),
         ("view", "k"): param(view_feature, "k"),
         ("bench build", "mode"): BuildConfig.mode,
         ("bench build", "value"): BuildConfig.value,
         ("bench run", "provider"): JudgeConfig.provider,
         ("bench run", "judge_model"): JudgeConfig.model,
+        ("collect", "top_k"): CollectConfig.top_k,
+        ("collect", "dtype"): CollectConfig.dtype,
+        ("collect", "batch_tokens"): StatsConfig.batch_tokens,
+        ("collect", "window"): StatsConfig.window,
     }
     for (cmd, name), library in pairs.items():
         assert _cli_option(cmd, name) == library, (cmd, name)
-    # options whose CLI default is None mean "the library's default", stated once there
-    assert _cli_option("analyze", "k") is None
-    for name in ("top_k", "context", "batch_tokens", "window", "dtype", "memory_budget", "device"):
+    # None: "decided later" (the model's context, half the device's memory, cuda when available)
+    for name in ("context", "memory_budget", "device", "max_tokens"):
         assert _cli_option("collect", name) is None, name
+
+
+def test_options_take_type_choices_and_help_from_the_library() -> None:
+    """`graphkit.cli.options.option` reads a field's default, a Literal's choices and the
+    field's docstring; a bool with default True gets its --no- twin."""
+    import typing
+
+    import click
+
+    from graphkit.cli.options import _field_docs
+    from graphkit.config import Mode, SteerConfig
+    from loaders.config import StatsConfig
+
+    cmd = main.commands["collect"]
+    window = next(p for p in cmd.params if p.name == "window")
+    assert isinstance(window, click.Option)
+    assert window.help == _field_docs(StatsConfig)["window"] and "subject" in window.help
+    assert window.type is click.INT
+    max_tokens = next(p for p in cmd.params if p.name == "max_tokens")
+    assert max_tokens.type is click.INT and max_tokens.default is None  # `int | None` is an int option
+    mode = next(p for p in main.commands["steer"].params if p.name == "mode")
+    assert isinstance(mode.type, click.Choice) and tuple(mode.type.choices) == typing.get_args(Mode)
+    res = run("steer", "1/1", "--store", "nowhere", "--prompt", "x", "--mode", "scale", ok=False)
+    assert res.exit_code == 2 and "'scale' is not one of" in res.output
+    flag = next(p for p in main.commands["steer"].params if p.name == "on_generated")
+    assert isinstance(flag, click.Option) and flag.default is SteerConfig.on_generated
+    assert flag.secondary_opts == ["--prompt-only"]
