@@ -155,7 +155,7 @@ def test_a_vector_of_the_wrong_size_is_refused(tiny_run: Path, tmp_path: Path) -
 
 
 def test_a_directions_activation_reads_where_it_is_told(tiny_run: Path, tmp_path: Path) -> None:
-    """--read-site resid_pre with the default read vector (v/|v|): count and mean equal a
+    """--read-site hook_resid_pre (a TransformerLens name) with the default read vector (v/|v|): count and mean equal a
     window-by-window recomputation of max(0, x·v/|v|) over the run's corpus windows."""
     from loaders.corpus import Corpus, chunks
 
@@ -165,7 +165,7 @@ def test_a_directions_activation_reads_where_it_is_told(tiny_run: Path, tmp_path
     v = torch.randn(model.d_model, generator=torch.Generator().manual_seed(2))
     save_file({"v": v.float()}, tmp_path / "v.safetensors")
     invoke("direction", "add", "probe", "--vector", str(tmp_path / "v.safetensors"), "--layer", str(L),
-           "--read-site", "resid_pre", "--store", spec)  # fmt: skip
+           "--read-site", "hook_resid_pre", "--store", spec)  # fmt: skip
     shown = json.loads(invoke("direction", "show", "probe", "--json", "--store", spec).stdout)
     m = json.loads((tiny_run / "manifest.json").read_text())
     r = (v.float() / v.float().norm()).double()

@@ -116,9 +116,11 @@ def direction_add(name: str, store: str, dictionary: str | None, vector: str, ke
     from loaders.direction import Direction
     from loaders.model import site_from_hook
 
+    at, site = site_from_hook(read_site) if read_site else (None, None)
+    if at is not None and at != layer:
+        raise click.UsageError(f"--read-site {read_site} names layer {at}, but --layer is {layer}")
     ws = Workspace.open(store, dictionary)
     r = read(Path(read_vector)) if read_vector else None
-    site = site_from_hook(read_site)[1] if read_site else None
     result = add_direction(ws, Direction.of(name, layer, read(Path(vector), key), r, bias, site))
     click.echo(
         f"{name}: layer {layer}, active on {result.count} tokens (density {result.density:.4g}, max {result.max:.4g}); "
