@@ -149,7 +149,11 @@ class Candidates:
         return Candidates(self.src[sel], self.tgt[sel], self.v[sel], self.era[sel], self.twera[sel])
 
     def concat(self, other: Candidates) -> Candidates:
-        return Candidates(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in _FIELDS))
+        return Candidates.concat_all([self, other])
+
+    @staticmethod
+    def concat_all(parts: list[Candidates]) -> Candidates:
+        return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
 
     def prune(self, k: int) -> Candidates:
         """Each source's top-k targets ∪ each target's top-k sources by |TWERA| (zeros dropped).
@@ -193,7 +197,7 @@ def sparse_candidates(
     """Every co-active pair of the exact sparse sums (`--exact-pairs`), with V, ERA and TWERA."""
     F, L = d.n_features, len(d.layers)
     enc, writes = linearized(model, d, stats)
-    out = Candidates.empty()
+    out = [Candidates.empty()]
     for i in range(L - 1):
         for j in range(i + 1, L):
             C, I = pairs.block(i, j)
@@ -210,8 +214,8 @@ def sparse_candidates(
                     block = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows, writes)
                     v[in_chunk] = block.cpu().numpy()[src[in_chunk] - start, tgt[in_chunk]]
             era, twera = _weights(C.data, i_sum, v, stats.sum[j * F + tgt], stats.tokens)
-            out = out.concat(Candidates(i * F + src, j * F + tgt, v, era, twera))
-    return out
+            out.append(Candidates(i * F + src, j * F + tgt, v, era, twera))
+    return Candidates.concat_all(out)
 
 
 def dense_candidates(
@@ -224,10 +228,9 @@ def dense_candidates(
     """
     F = d.n_features
     enc, writes = linearized(model, d, stats)
-    out = Candidates.empty()
+    kept, pending = Candidates.empty(), []
     for i, j in blocks.blocks:
         C_blk, I_blk = blocks.block(i, j)
-        found = Candidates.empty()
         for start in range(0, F, chunk):
             rows = slice(start, start + chunk)
             V = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows, writes)  # (src, tgt) float64, enc's device
@@ -245,9 +248,16 @@ def dense_candidates(
             v = V[s_loc, t_loc].cpu().numpy()
             src, tgt = s_loc.cpu().numpy().astype(np.int64), t_loc.cpu().numpy().astype(np.int64)
             era, twera = _weights(c_sum, i_sum, v, stats.sum[j * F + tgt], stats.tokens)
-            found = found.concat(Candidates(i * F + start + src, j * F + tgt, v, era, twera))
-        out = out.concat(found).prune(top_k)
-    return out
+            pending.append(Candidates(i * F + start + src, j * F + tgt, v, era, twera))
+        # prune once the blocks gathered since the last prune outnumber what it kept: memory
+        # stays within ~3× the kept set, and each candidate is sorted a few times, not once a block
+        if sum(map(len, pending)) > max(len(kept), _PRUNE_AT_LEAST):
+            kept, pending = Candidates.concat_all([kept, *pending]).prune(top_k), []
+    return Candidates.concat_all([kept, *pending]).prune(top_k)
+
+
+_PRUNE_AT_LEAST = 1 << 20
+"""Candidates gathered before the first prune (40 MB)."""
 
 
 def candidates(model: HookedModel, d: Dictionary, stats: FeatureStats, pairs: PairState, top_k: int) -> Candidates:

@@ -227,9 +227,16 @@ def test_top_unembeds_are_logit_lens(tmp_path: Path) -> None:
         np.testing.assert_allclose(u.bottom_values[g], logits.topk(4, largest=False).values.numpy())
 
 
-@pytest.mark.parametrize("budget_blocks", [3, 1])
-def test_dense_blocks_give_the_exact_edges(tmp_path: Path, budget_blocks: int) -> None:
-    """Dense blocks (one group, or one block per group) keep the same edges as exact sparse sums."""
+@pytest.mark.parametrize(("budget_blocks", "prune_at"), [(3, None), (1, None), (3, 1)])
+def test_dense_blocks_give_the_exact_edges(
+    tmp_path: Path, budget_blocks: int, prune_at: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dense blocks (one group, or one block per group) keep the same edges as exact sparse sums,
+    whether the candidates are pruned once at the end or between blocks (`prune_at` 1)."""
+    import loaders.connections
+
+    if prune_at is not None:
+        monkeypatch.setattr(loaders.connections, "_PRUNE_AT_LEAST", prune_at)
     model = tiny_model("llama")
     d = random_dictionary(model, "clt", n_features=16)
     corpus = Corpus(write_corpus(tmp_path / "c.txt", n_docs=40))
