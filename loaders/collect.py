@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -49,7 +50,7 @@ from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
 from loaders.errors import GraphkitError
 from loaders.files import content_hash, file_hash
 from loaders.logit_lens import top_unembeds
-from loaders.model import HookedModel, resolve_model, token_strings
+from loaders.model import HookedModel, decode_many, resolve_model, token_strings
 from loaders.pairs import BlockPlan, default_budget
 from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, stream_pass
 
@@ -380,10 +381,16 @@ def _examples_table(layers: tuple[int, ...], stats: FeatureStats, vocab: list[st
     order = np.lexsort((slot, g))
     slot, g = slot[order], g[order]
     shard, record, window = split_key(stats.top_key[slot, g])
-    toks = stats.top_tok[slot, g]  # (n, window)
-    acts = stats.top_act[slot, g]
+    toks = stats.top_tok[slot, g]  # (example, 2·window + 1); −1 outside the document
     valid = toks >= 0
-    token_ids = [t[v].tolist() for t, v in zip(toks, valid, strict=True)]
+    offsets = pa.array(np.r_[0, np.cumsum(valid.sum(1))].astype(np.int32))
+
+    def lists(values: np.ndarray) -> pa.ListArray:
+        """One list per example: its window's valid entries, in order."""
+        return pa.ListArray.from_arrays(offsets, pa.array(values))
+
+    ids = toks[valid].astype(np.int64)
+    token_ids, flat = lists(ids), ids.tolist()
     return pa.table(
         {
             "layer": np.asarray(layers, np.int64)[g // F],
@@ -395,12 +402,9 @@ def _examples_table(layers: tuple[int, ...], stats: FeatureStats, vocab: list[st
             "window": window,
             "position": stats.top_pos[slot, g],
             "center": (stats.window - (~valid[:, : stats.window]).sum(1)).astype(np.int64),
-            "token_ids": pa.array(token_ids, type=pa.list_(pa.int64())),
-            "tokens": pa.array([[vocab[i] for i in ids] for ids in token_ids], type=pa.list_(pa.string())),
-            "activations": pa.array(
-                [a[v].astype(np.float64).tolist() for a, v in zip(acts, valid, strict=True)],
-                type=pa.list_(pa.float64()),
-            ),
-            "text": [tokenizer.decode(ids) for ids in token_ids],
+            "token_ids": token_ids,
+            "tokens": lists(np.asarray(vocab, dtype=object)[ids]),
+            "activations": lists(stats.top_act[slot, g][valid].astype(np.float64)),
+            "text": decode_many(tokenizer, [flat[a:b] for a, b in itertools.pairwise(offsets.to_numpy().tolist())]),
         }
     )

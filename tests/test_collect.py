@@ -323,3 +323,20 @@ def test_options_land_in_the_config_field_they_name() -> None:
     cfg = CollectConfig.from_options(top_k=5, window=3, memory_budget="2GB", dtype=None, device="cpu")
     assert (cfg.top_k, cfg.stats.top_k) == (5, CollectConfig().stats.top_k)  # edges, not examples
     assert cfg.stats.window == 3 and cfg.memory_budget == 2 * 1024**3 and cfg.dtype == CollectConfig().dtype
+
+
+@pytest.mark.parametrize("clean_up", [False, True])
+def test_decode_many_is_decode_one_by_one(clean_up: bool) -> None:
+    """The examples' texts come from one batched Rust decode when the tokenizer allows; they
+    must equal `decode` of each window, special tokens and odd bytes included (with clean-up
+    on, it decodes one by one)."""
+    from loaders.model import decode, decode_many
+    from tests.factories import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    tok.clean_up_tokenization_spaces = clean_up
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, len(tok), size=n).tolist() for n in (0, 1, 5, 33, 33)]
+    seqs.append(tok("def f(x):\n    return x , ü  # ok .", add_special_tokens=False).input_ids)
+    seqs.append([tok.bos_token_id or 0, *seqs[-1]])
+    assert decode_many(tok, seqs) == [decode(tok, s) for s in seqs]
