@@ -87,6 +87,19 @@ class Activation:
         top = pre.topk(self.k, dim=-1)
         return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
 
+    def support(self, pre: Tensor) -> Tensor:
+        """Where the activations of `pre` may be non-zero (bool, same shape), without making them:
+        they equal ``where(support, pre, 0)``. There they are positive, but for JumpReLU features
+        whose threshold is below zero."""
+        if self.kind == "relu":
+            return pre > 0
+        if self.kind == "jumprelu":
+            assert self.threshold is not None
+            return pre > self.threshold.to(pre.dtype)
+        assert self.k is not None
+        top = pre.topk(self.k, dim=-1)
+        return torch.zeros_like(pre, dtype=torch.bool).scatter_(-1, top.indices, top.values > 0)
+
 
 @dataclass
 class Dictionary:
@@ -143,6 +156,13 @@ class Dictionary:
     def encode(self, layer: int, x: Tensor) -> Tensor:
         """Feature activations (..., feature) from read-site activations (..., d_model)."""
         return self.activation[layer](self.pre_activation(layer, x))
+
+    def encode_support(self, layer: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(pre-activations, where the activations may be non-zero), both (..., feature):
+        ``encode(layer, x) == where(support, pre, 0)`` (`Activation.support`). The streaming pass
+        reads its non-zeros from these, which saves writing the activations as a third dense tensor."""
+        pre = self.pre_activation(layer, x)
+        return pre, self.activation[layer].support(pre)
 
     def decoder(self, layer: int, target: int) -> Tensor | None:
         """d_s^(target) for every feature of `layer`: (feature, d_model), or None."""

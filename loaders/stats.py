@@ -336,14 +336,14 @@ class _Accumulator:
         F = d.n_features
         parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         for i, l in enumerate(d.layers):
-            a = d.encode(l, store[(l, d.read_site)][0])  # (batch, pos, feature)
-            row, pos, idx = (a > 0).nonzero(as_tuple=True)  # row-major: tokens ascending
-            counted = mask[row, pos]
-            row, pos, idx = row[counted], pos[counted], idx[counted]
-            val = a[row, pos, idx].float()
+            pre, on = d.encode_support(l, store[(l, d.read_site)][0])  # (batch, pos, feature) each
+            row, pos, idx = on.nonzero(as_tuple=True)  # row-major: tokens ascending
+            val = pre[row, pos, idx].float()  # a = pre there
+            counted = mask[row, pos] & (val > 0)  # a > 0 (a JumpReLU threshold may be negative)
+            row, pos, idx, val = row[counted], pos[counted], idx[counted], val[counted]
             if stats is not None:
                 self._feature_stats(i * F, idx, val)
-                self._merge_top(i * F, a, batch, row, pos, idx, val)
+                self._merge_top(i * F, pre, on, batch, row, pos, idx, val)
             tok = token_of[row, pos] + self.chunk_tokens
             parts.append((tok.cpu().numpy(), i, idx.int().cpu().numpy(), val.cpu().numpy()))
         self.parts.append(NonZeros.token_major(parts, len(d.layers)))
@@ -373,9 +373,10 @@ class _Accumulator:
         s["hist"][offset : offset + F].view(-1).index_add_(0, cells, torch.ones_like(cells))
 
     def _merge_top(
-        self, offset: int, a: Tensor, batch: Batch, row: Tensor, pos: Tensor, idx: Tensor, val: Tensor
+        self, offset: int, pre: Tensor, on: Tensor, batch: Batch, row: Tensor, pos: Tensor, idx: Tensor, val: Tensor
     ) -> None:
-        """Step 3 for one layer's features from its counted non-zeros (row, pos, idx, val).
+        """Step 3 for one layer's features from its counted non-zeros (row, pos, idx, val); the
+        activations are `pre` where `on`, else 0 (`Dictionary.encode_support`).
 
         Only entries at least the feature's current k-th value can enter; per (window, feature)
         the maximum and its first position are found among those, and merged.
@@ -386,11 +387,11 @@ class _Accumulator:
         row, pos, idx, val = row[contender], pos[contender], idx[contender], val[contender]
         if len(val) == 0:
             return
-        dev, R = a.device, len(batch.keys)
+        dev, R, T = pre.device, len(batch.keys), pre.shape[1]
         cell = row * F + idx  # (window, feature) cell of each entry
         peak = torch.full((R * F,), -np.inf, device=dev).scatter_reduce_(0, cell, val, "amax")
         at_peak = val == peak[cell]
-        first = torch.full((R * F,), a.shape[1], dtype=torch.long, device=dev)
+        first = torch.full((R * F,), T, dtype=torch.long, device=dev)
         first.scatter_reduce_(0, cell[at_peak], pos[at_peak], "amin")
         cells = cell[at_peak].unique()
         live = idx[at_peak].unique()
@@ -403,17 +404,17 @@ class _Accumulator:
         cand_val[c_row, c_col] = peak[cells]
         p = torch.zeros((R, len(live)), dtype=torch.long, device=dev)
         p[c_row, c_col] = first[cells]
-        T = a.shape[1]
         ids, attn = batch.input_ids.to(dev), batch.attention_mask.to(dev)
 
         def windows(rows: Tensor, cols: Tensor) -> dict[str, Tensor]:
             """Tokens and activations around the peaks of the candidates that entered."""
             where = p[rows, cols][:, None] + torch.arange(-w, w + 1, device=dev)  # (entered, 2w+1)
             wc, r = where.clamp(0, T - 1), rows[:, None].expand_as(where)
+            f = live[cols][:, None].expand_as(wc)
             valid = (where >= 0) & (where < T) & attn[r, wc].bool()
             return {
                 "top_tok": torch.where(valid, ids[r, wc], -1),
-                "top_act": a[r, wc, live[cols][:, None].expand_as(wc)].float() * valid,
+                "top_act": torch.where(on[r, wc, f], pre[r, wc, f], 0.0).float() * valid,
             }
 
         cand = {"top_val": cand_val, "top_key": batch.keys.to(dev)[:, None].expand(-1, len(live)), "top_pos": p}

@@ -110,3 +110,28 @@ def test_clt_decoders_stay_on_disk_until_read(tmp_path: Path) -> None:
     for layer in d.layers:
         assert torch.equal(lazy.W_dec[layer], d.W_dec[layer])
     assert lazy.W_dec._last is not None and lazy.W_dec._last[0] == d.layers[-1]  # only the last one is held
+
+
+@pytest.mark.parametrize("kind", ["relu", "jumprelu", "topk"])
+def test_support_gives_the_activations(kind: str) -> None:
+    """The streaming pass reads non-zeros from (pre, support) instead of the activations:
+    where(support, pre, 0) must be them exactly, JumpReLU thresholds below zero and TopK ties
+    included, and support must cover every positive one (be them, with thresholds ≥ 0)."""
+    from loaders.dictionary import Activation
+
+    g = torch.Generator().manual_seed(0)
+    pre = torch.randn(3, 7, 64, generator=g).round(decimals=1)  # rounding makes ties for TopK
+    threshold = torch.randn(64, generator=g) * 0.5  # some below zero
+    act = {"relu": Activation("relu"), "jumprelu": Activation("jumprelu", threshold), "topk": Activation("topk", k=5)}[
+        kind
+    ]
+    a = act(pre.clone())
+    on = act.support(pre)
+    assert on.dtype == torch.bool and torch.equal(torch.where(on, pre, 0.0), a)
+    assert bool((on | (a <= 0)).all()) and bool((a[~on] == 0).all())
+    if kind != "jumprelu":
+        assert torch.equal(on, a > 0)
+    else:
+        assert bool((a[on] < 0).any())  # the negative thresholds did let negatives through
+        positive = Activation("jumprelu", threshold.abs())
+        assert torch.equal(positive.support(pre), positive(pre.clone()) > 0)
