@@ -7,18 +7,7 @@ from pathlib import Path
 
 import click
 
-from graphkit.cli.options import (
-    AS_JSON,
-    DICTIONARY,
-    STORE,
-    graph,
-    judge,
-    selected,
-    selection,
-    stack,
-    steering,
-    writer,
-)  # fmt: skip
+from graphkit.cli.options import AS_JSON, DICTIONARY, STORE, graph, judge, selected, selection, stack, steering, writer
 from graphkit.config import ANALYZE_K, SteerConfig
 
 
