@@ -28,8 +28,13 @@ Decorator = Callable[[Any], Any]
 
 @cache
 def _field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of dataclass `cls` (PEP 257 attribute docstrings)."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
+    """The docstring under each field of dataclass `cls` (PEP 257 attribute docstrings); none
+    where the source is not shipped (the options then have no help, and still work)."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    body = ast.parse(textwrap.dedent(source)).body[0].body  # type: ignore[attr-defined]
     docs = {}
     for a, b in itertools.pairwise(body):
         named = isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
