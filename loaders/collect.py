@@ -218,6 +218,7 @@ def collect(
             timings |= {
                 f"pass-{p}": round(t1 - t0, 3),
                 f"checkpoints-{p}": round(state.save_seconds, 3),
+                f"allocate-{p}": round(getattr(state.pairs, "alloc_seconds", 0.0), 3),
                 f"edges-{p}": round(time.perf_counter() - t1, 3),
             }
             manifest["candidates_top_k"] = cfg.top_k
