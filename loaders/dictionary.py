@@ -77,15 +77,13 @@ class Activation:
     k: int | None = None
 
     def __call__(self, pre: Tensor) -> Tensor:
-        """Activations from pre-activations (..., feature); JumpReLU overwrites `pre` in place."""
+        """Activations from pre-activations (..., feature); JumpReLU and TopK overwrite `pre` in place."""
         if self.kind == "relu":
             return pre.relu()
         if self.kind == "jumprelu":
             assert self.threshold is not None
             return pre.masked_fill_(pre <= self.threshold.to(pre.dtype), 0)  # in place: pre is ours
-        assert self.k is not None
-        top = pre.topk(self.k, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+        return pre.masked_fill_(~self.support(pre), 0)  # TopK: the k largest, then ReLU
 
     def support(self, pre: Tensor) -> Tensor:
         """Where the activations of `pre` may be non-zero (bool, same shape), without making them:
