@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Dtype = Literal["fp32", "bf16", "fp16"]
 
@@ -66,8 +66,8 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if self.top_k < 1 or self.n_unembeds < 1:
             raise ValueError("CollectConfig: top_k and n_unembeds must be ≥ 1")
-        if self.dtype not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"CollectConfig: dtype {self.dtype!r} is not one of fp32, bf16, fp16")
+        if self.dtype not in get_args(Dtype):
+            raise ValueError(f"CollectConfig: dtype {self.dtype!r} is not one of {', '.join(get_args(Dtype))}")
 
     @classmethod
     def from_options(cls, **given: Any) -> CollectConfig:
