@@ -384,14 +384,14 @@ def _examples_table(layers: tuple[int, ...], stats: FeatureStats, vocab: list[st
     shard, record, window = split_key(stats.top_key[slot, g])
     toks = stats.top_tok[slot, g]  # (example, 2·window + 1); −1 outside the document
     valid = toks >= 0
-    offsets = pa.array(np.r_[0, np.cumsum(valid.sum(1))].astype(np.int32))
+    bounds = np.r_[0, np.cumsum(valid.sum(1))].astype(np.int32)  # example e: entries bounds[e] … bounds[e + 1]
 
     def lists(values: np.ndarray) -> pa.ListArray:
         """One list per example: its window's valid entries, in order."""
-        return pa.ListArray.from_arrays(offsets, pa.array(values))
+        return pa.ListArray.from_arrays(pa.array(bounds), pa.array(values))
 
     ids = toks[valid].astype(np.int64)
-    token_ids, flat = lists(ids), ids.tolist()
+    flat = ids.tolist()
     return pa.table(
         {
             "layer": np.asarray(layers, np.int64)[g // F],
@@ -403,9 +403,9 @@ def _examples_table(layers: tuple[int, ...], stats: FeatureStats, vocab: list[st
             "window": window,
             "position": stats.top_pos[slot, g],
             "center": (stats.window - (~valid[:, : stats.window]).sum(1)).astype(np.int64),
-            "token_ids": token_ids,
+            "token_ids": lists(ids),
             "tokens": lists(np.asarray(vocab, dtype=object)[ids]),
             "activations": lists(stats.top_act[slot, g][valid].astype(np.float64)),
-            "text": decode_many(tokenizer, [flat[a:b] for a, b in itertools.pairwise(offsets.to_numpy().tolist())]),
+            "text": decode_many(tokenizer, [flat[a:b] for a, b in itertools.pairwise(bounds.tolist())]),
         }
     )
