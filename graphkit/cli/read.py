@@ -6,7 +6,7 @@ import json
 
 import click
 
-from graphkit.cli.options import AS_JSON, DICTIONARY, PARAMS, STORE, graph, option, stack
+from graphkit.cli.options import AS_JSON, DICTIONARY, PARAMS, STORE, by, graph, option, stack
 from graphkit.graph import FeatureGraph
 from graphkit.report import view_feature
 
@@ -20,7 +20,7 @@ def _neighbour_command(direction: str, help: str) -> click.Command:
     @option(HOP, "k", help="Edges per feature per hop.")
     @click.option("--hops", default=1, show_default=True, help="Hops to walk (1: a table with each edge's weights).")
     @option(HOP, "sign")
-    @option(HOP, "by", help="The measure whose |value| ranks the kept edges (kept by |TWERA| at collect).")
+    @by("The measure whose |value| ranks the kept edges (kept by |TWERA| at collect).")
     @AS_JSON
     def command(feature: str, store: str, dictionary: str | None, k: int, hops: int, sign: str, by: str,
                 as_json: bool) -> None:  # fmt: skip
