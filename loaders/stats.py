@@ -44,6 +44,7 @@ from loaders.config import StatsConfig
 from loaders.corpus import NO_KEY, Batch, Corpus, Cursor, chunks, pack, pad_id
 from loaders.dictionary import Dictionary
 from loaders.files import save_arrays
+from loaders.heap import keep_freed_memory
 from loaders.model import HookedModel, Site
 from loaders.pairs import DenseBlocks, NonZeros, PairState, SparsePairs
 
@@ -467,6 +468,7 @@ def stream_pass(
     d.check_model(model.d_model, model.n_layers)
     if state.done:
         return state
+    keep_freed_memory()  # each batch's temporaries reuse the last one's memory
     acc = _Accumulator(model, d, state)
     context = cfg.context or model.context
     pad = pad_id(model.tokenizer)
