@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cmp_to_key
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,21 @@ from loaders.stats import HIST_EDGES, TOP_FIELDS, FeatureStats, PassState, Stats
 from tests.factories import random_dictionary, tiny_model, write_corpus
 
 RTOL = 1e-5
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= RTOL * max(abs(a), abs(b))
+
+
+def _by_value_then_window(x: tuple[int, tuple[float, int]], y: tuple[int, tuple[float, int]]) -> int:
+    """Top-k order of (window key, (value, position)): value descending, values within RTOL tied
+    and then ordered by window, as the streaming pass orders exact ties."""
+    (kx, (vx, _)), (ky, (vy, _)) = x, y
+    if _close(vx, vy):
+        return int(kx > ky) - int(kx < ky)
+    return -1 if vx > vy else 1
+
+
 CONTEXT = 12  # short windows: most documents span several
 
 
@@ -92,14 +108,17 @@ def test_streaming_equals_brute_force(tmp_path: Path, family, kind, read_site, a
             )
             assert C.nnz > 0
 
-    # top examples: the k largest per-window maxima (ties: earlier window), window around the maximum
+    # top examples: the k largest per-window maxima (ties: earlier window), window around the maximum.
+    # Values within RTOL are ties here: the brute force encodes one window per batch, and float32
+    # products of other shapes differ in the last bit (identical windows then seem to differ)
     row_at = {(int(k), int(p)): r for r, (k, p) in enumerate(zip(key_of, pos_of, strict=True))}
     for g in range(G):
         per_window: dict[int, tuple[float, int]] = {}
         for r in np.flatnonzero(A[:, g] > 0):
-            if A[r, g] > per_window.get(key_of[r], (0.0, 0))[0]:
+            peak = per_window.get(key_of[r], (0.0, 0))[0]
+            if A[r, g] > peak and not _close(A[r, g], peak):
                 per_window[key_of[r]] = (A[r, g], pos_of[r])
-        best = sorted(per_window.items(), key=lambda t: (-t[1][0], t[0]))[:3]
+        best = sorted(per_window.items(), key=cmp_to_key(_by_value_then_window))[:3]
         got = s.top_val[:, g][np.isfinite(s.top_val[:, g])]
         np.testing.assert_allclose(got, [b[1][0] for b in best], rtol=RTOL)
         for slot, (key, (val, pos)) in enumerate(best):
