@@ -7,11 +7,14 @@
 For each token count N, each in its own subprocess (so peak RSS is per run):
 
 1. ``forward+encode``: the model over the same windows and batches collect uses (streamed
-   chunks, length-bucketed batches of `batch_tokens`), every layer's read site encoded;
+   chunks, length-bucketed batches of `batch_tokens`), every layer's read site encoded; with
+   glibc's default malloc, as a plain script runs it, and with freed memory kept for reuse as
+   collect keeps it (`loaders.heap`), the stricter baseline (it speeds up the model too);
 2. ``collect`` at each memory budget: `loaders.collect.collect` with ``max_tokens=N``, dense
    pair blocks (C and I, 8 B per pair) in as many passes as the budget needs.
 
-Prints tokens/s of each, the first pass's streaming throughput over forward+encode (goal ≥ 0.5;
+Prints tokens/s of each, the first pass's streaming throughput over forward+encode, against
+both baselines (goal ≥ 0.5;
 checkpoint writes and the one-time mapping of the pair blocks' pages are listed apart, and the
 ratio with that mapping included is printed too), the
 peak RSS and its growth from the smallest to the largest N (goal ≤ 15%), and the bytes of
@@ -30,9 +33,13 @@ import time
 from pathlib import Path
 
 
-def forward_encode(setup: Path, tokens: int) -> dict:
+def forward_encode(setup: Path, tokens: int, kept_heap: bool) -> dict:
     import torch
 
+    from loaders.heap import keep_freed_memory
+
+    if kept_heap:
+        keep_freed_memory()
     from loaders.corpus import Corpus, chunks, pack, pad_id
     from loaders.dictionary import load_dictionary
     from loaders.model import HookedModel
@@ -98,19 +105,24 @@ def main() -> None:
     if a.child:
         mode, setup, tokens, *rest = a.child
         result = (
-            forward_encode(Path(setup), int(tokens)) if mode == "fe" else run_collect(Path(setup), int(tokens), rest[0])
+            forward_encode(Path(setup), int(tokens), mode == "fe-kept")
+            if mode.startswith("fe")
+            else run_collect(Path(setup), int(tokens), rest[0])
         )
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
     rows = []
     for n in a.tokens:
-        fe = child(["fe", str(a.setup), str(n)])
-        fe_rate = fe["tokens"] / fe["seconds"]
-        print(
-            f"{n:>7} forward+encode: {fe['tokens']:,} tokens, {fe_rate:,.0f} tok/s, {fe['peak_rss_mib']:,.0f} MiB",
-            flush=True,
-        )
+        plain = child(["fe", str(a.setup), str(n)])
+        fe = child(["fe-kept", str(a.setup), str(n)])
+        plain_rate, fe_rate = (r["tokens"] / r["seconds"] for r in (plain, fe))
+        for name, r in (("plain", plain), ("kept heap", fe)):
+            print(
+                f"{n:>7} forward+encode ({name}): {r['tokens']:,} tokens, {r['tokens'] / r['seconds']:,.0f} tok/s, "
+                f"{r['peak_rss_mib']:,.0f} MiB",
+                flush=True,
+            )
         for budget in a.budgets:
             c = child(["collect", str(a.setup), str(n), budget])
             passes = c["pairs"]["passes"]
@@ -127,6 +139,7 @@ def main() -> None:
                 "passes": passes,
                 "pass0_tok_s": first,
                 "ratio": first / fe_rate,
+                "ratio_plain": first / plain_rate,
                 "ratio_with_alloc": with_alloc / fe_rate,
                 "alloc_s": alloc,
                 "all_passes_s": all_passes,
@@ -136,12 +149,14 @@ def main() -> None:
                 "peak_rss_mib": c["peak_rss_mib"],
                 "pair_bytes": max(c["pairs"]["bytes_per_pass"]),
                 "fe_tok_s": fe_rate,
+                "plain_tok_s": plain_rate,
             }
             row["l0"] = sum(c["l0"]) / len(c["l0"])
             rows.append(row)
             print(
                 f"{n:>7} collect {budget:>5}: {passes} pass(es), pass 0 {first:,.0f} tok/s = {first / fe_rate:.2f} × "
-                f"forward+encode ({with_alloc / fe_rate:.2f} with the blocks' allocation, {alloc:.1f} s); "
+                f"forward+encode ({with_alloc / fe_rate:.2f} with the blocks' allocation, {alloc:.1f} s; "
+                f"{first / plain_rate:.2f} × plain forward+encode); "
                 f"passes {all_passes:.0f} s (checkpoints {saving:.0f} s), edges {edges:.0f} s, "
                 f"whole {c['seconds']:.0f} s; "
                 f"peak RSS {c['peak_rss_mib']:,.0f} MiB; pair state {row['pair_bytes'] / 2**30:.2f} GiB; "
@@ -150,13 +165,15 @@ def main() -> None:
             )
     print(
         "\n| tokens | budget | passes | pass-0 tok/s | forward+encode tok/s | ratio | ratio with allocation "
+        "| plain forward+encode tok/s | ratio to plain "
         "| allocation s | all passes s | checkpoints s | edges s | peak RSS MiB | pair state GiB | mean L0 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['tokens']:,} | {r['budget']} | {r['passes']} | {r['pass0_tok_s']:,.0f} | {r['fe_tok_s']:,.0f} | "
-            f"**{r['ratio']:.2f}** | {r['ratio_with_alloc']:.2f} | {r['alloc_s']:.1f} | "
+            f"**{r['ratio']:.2f}** | {r['ratio_with_alloc']:.2f} | {r['plain_tok_s']:,.0f} | {r['ratio_plain']:.2f} | "
+            f"{r['alloc_s']:.1f} | "
             f"{r['all_passes_s']:.0f} | {r['checkpoint_s']:.0f} | {r['edges_s']:.0f} | "
             f"{r['peak_rss_mib']:,.0f} | {r['pair_bytes'] / 2**30:.2f} | {r['l0']:.0f} |"
         )
