@@ -49,6 +49,7 @@ from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
 from loaders.errors import GraphkitError
 from loaders.files import content_hash, file_hash
+from loaders.heap import keep_freed_memory
 from loaders.logit_lens import top_unembeds
 from loaders.model import HookedModel, decode_many, resolve_model, token_strings
 from loaders.pairs import BlockPlan, default_budget
@@ -136,6 +137,7 @@ def collect(
     progress: bool = True,
 ) -> RunFiles:
     """Run every stage into `out` (module docstring) and return its paths."""
+    keep_freed_memory()  # the pass's batches and the edges stage's chunks reuse freed memory (a Ray driver too)
     run = RunFiles(Path(out))
     source = Corpus(corpus)
     if next(source.records(), None) is None:
