@@ -49,7 +49,7 @@ from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
 from loaders.errors import GraphkitError
 from loaders.files import content_hash, file_hash
-from loaders.heap import keep_freed_memory
+from loaders.heap import keep_freed_memory, release_freed_memory
 from loaders.logit_lens import top_unembeds
 from loaders.model import HookedModel, decode_many, resolve_model, token_strings
 from loaders.pairs import BlockPlan, default_budget
@@ -213,6 +213,7 @@ def collect(
             stats, state = _pass(
                 p, run, model, d, source, cfg, plan, manifest, bar, (model_name, dictionary_name), with_stats
             )
+            release_freed_memory()  # the pass's batch temporaries, not needed by the edges stage
             t1 = time.perf_counter()
             cands = Candidates.empty() if state.pairs is None else candidates(model, d, stats, state.pairs, cfg.top_k)
             cands.save(run.candidates(p))

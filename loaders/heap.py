@@ -12,10 +12,11 @@ shape took 119 ms instead of 82–97 (a throwaway timing). `benchmarks/bench_sca
 from the heap and freed ones are reused (tests/test_heap.py: a freed 64 MiB block serves the
 next without a page fault). torch's own allocations of 64 MiB and more were reused in some
 repeats and not in others of a throwaway check; the benchmarks measure the net effect. The
-live set is the same each batch, so peak memory does not grow with the corpus, but it is
-higher by what the heap keeps (docs/benchmarks.md: +13% on the synthetic CLT). Larger
-blocks, the pair sums among them, are mapped as before. Elsewhere than glibc (macOS, musl)
-this does nothing.
+live set is the same each batch, so peak memory does not grow with the corpus. Between
+stages whose temporaries differ (a pass, then its edges), `release_freed_memory` hands what
+the heap keeps back to the system, so one stage's freed blocks do not add to the next one's
+peak. Larger blocks, the pair sums among them, are mapped as before. Elsewhere than glibc
+(macOS, musl) both do nothing.
 """
 
 from __future__ import annotations
@@ -36,13 +37,29 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 @functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
+@functools.cache
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process (once); False where there is no glibc."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> bool:
+    """Return the heap's free memory to the system (glibc's ``malloc_trim``); False where there
+    is no glibc."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
