@@ -15,8 +15,9 @@ defaults of `loaders.stats.StatsConfig`), each in its own subprocess:
    to exit: imports, model and dictionary loading, the streaming pass, unembeds, examples,
    TWERA edges and every file written.
 
-Prints tokens/s and peak RSS of each and collect / forward against both baselines (goal ≥ 0.5). The default corpus
-is the corpus builder's held-out analysis corpus (built into a temporary directory).
+Prints tokens/s and peak RSS of each and collect / forward against both baselines (goal
+≥ 0.5). The default corpus is the corpus builder's held-out analysis corpus (built into a
+temporary directory).
 """
 
 from __future__ import annotations

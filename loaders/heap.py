@@ -12,11 +12,13 @@ shape took 119 ms instead of 82–97 (a throwaway timing). `benchmarks/bench_sca
 from the heap and freed ones are reused (tests/test_heap.py: a freed 64 MiB block serves the
 next without a page fault). torch's own allocations of 64 MiB and more were reused in some
 repeats and not in others of a throwaway check; the benchmarks measure the net effect. The
-live set is the same each batch, so peak memory does not grow with the corpus. Between
-stages whose temporaries differ (a pass, then its edges), `release_freed_memory` hands what
-the heap keeps back to the system, so one stage's freed blocks do not add to the next one's
-peak. Larger blocks, the pair sums among them, are mapped as before. Elsewhere than glibc
-(macOS, musl) both do nothing.
+live set is the same each batch, so peak memory does not grow with the corpus; it is higher
+by what the heap cannot give back under live arrays (+8–13% on the synthetic CLT, reached in
+the edges stage, which the setting makes 42% faster: docs/benchmarks.md). Between stages
+whose temporaries differ (a pass, then its edges), `release_freed_memory` hands the free heap
+back, so the edges stage does not run on top of the pass's freed blocks (1 GB there).
+Larger blocks, the pair sums among them, are mapped as before. `loaders.stats.stream_pass`
+and `loaders.collect.collect` call these. Elsewhere than glibc (macOS, musl) both do nothing.
 """
 
 from __future__ import annotations
