@@ -235,15 +235,18 @@ def dense_candidates(
             rows = slice(start, start + chunk)
             V = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows, writes)  # (src, tgt) float64, enc's device
             sum_t = torch.from_numpy(stats.sum[j * F : (j + 1) * F]).to(V.device)
-            c = C_blk[rows].to(V.device, torch.float64)
-            tw = torch.where(sum_t > 0, c / torch.where(sum_t > 0, sum_t, 1.0), 0.0) * V
+            fired = sum_t > 0
+            # TWERA = (C / Σa_t) · V, 0 where a target never fired: in place, as `_weights` rounds it
+            tw = C_blk[rows].to(V.device, torch.float64).div_(torch.where(fired, sum_t, 1.0)).mul_(V)
+            tw[:, ~fired] = 0.0
             score = tw.abs()
             kk = min(top_k, score.shape[1])
             row_kth = score.topk(kk, dim=1).values[:, -1:]
-            col_kth = score.topk(min(top_k, score.shape[0]), dim=0).values[-1:]
+            # per target over this chunk's sources: along rows of the transpose, which topk reads faster
+            col_kth = score.T.contiguous().topk(min(top_k, score.shape[0]), dim=1).values[:, -1][None]
             pick = (score > 0) & ((score >= row_kth) | (score >= col_kth))
             s_loc, t_loc = pick.nonzero(as_tuple=True)
-            c_sum = c[s_loc, t_loc].cpu().numpy()
+            c_sum = C_blk[rows][s_loc.to(C_blk.device), t_loc.to(C_blk.device)].double().cpu().numpy()
             i_sum = I_blk[rows][s_loc.to(I_blk.device), t_loc.to(I_blk.device)].double().cpu().numpy()
             v = V[s_loc, t_loc].cpu().numpy()
             src, tgt = s_loc.cpu().numpy().astype(np.int64), t_loc.cpu().numpy().astype(np.int64)
