@@ -13,7 +13,7 @@ from the heap and freed ones are reused (tests/test_heap.py: a freed 64 MiB bloc
 next without a page fault). torch's own allocations of 64 MiB and more were reused in some
 repeats and not in others of a throwaway check; the benchmarks measure the net effect. The
 live set is the same each batch, so peak memory does not grow with the corpus; it is higher
-by what the heap cannot give back under live arrays (+8–13% on the synthetic CLT, reached in
+by what the heap cannot give back under live arrays (+4–13% on the synthetic CLT, reached in
 the edges stage, which the setting makes 42% faster: docs/benchmarks.md). Between stages
 whose temporaries differ (a pass, then its edges), `release_freed_memory` hands the free heap
 back, so the edges stage does not run on top of the pass's freed blocks (1 GB there).
