@@ -32,13 +32,12 @@ import time
 from pathlib import Path
 
 
-def measure(mode: str, model_name: str, dictionary: str, corpus: Path) -> dict:
+def measure(mode: str, model_name: str, dictionary: str, corpus: Path, kept_heap: bool) -> dict:
     import torch
 
     from loaders.heap import keep_freed_memory
 
-    mode, _, heap = mode.partition(" ")
-    if heap == "(kept heap)":
+    if kept_heap:
         keep_freed_memory()
     from loaders.corpus import Corpus, chunks, pack, pad_id
     from loaders.dictionary import load_dictionary
@@ -75,9 +74,10 @@ def main() -> None:
     parser.add_argument("--dictionary", default="tiny-clt")
     parser.add_argument("--corpus", type=Path, default=None)
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--kept-heap", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
-        result = measure(args.mode, args.model, args.dictionary, args.corpus)
+        result = measure(args.mode, args.model, args.dictionary, args.corpus, args.kept_heap)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -89,16 +89,12 @@ def main() -> None:
             build_corpus(Path(tmp))
             corpus = Path(tmp) / "heldout.jsonl"
         results = {}
-        for mode in ("forward", "forward+encode", "forward (kept heap)", "forward+encode (kept heap)"):
-            child = [sys.executable, __file__, "--mode", mode, "--model", args.model]
-            child += ["--dictionary", args.dictionary, "--corpus", str(corpus)]
-            out = subprocess.run(
-                child,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        for kept_heap in (False, True):
+            for mode in ("forward", "forward+encode"):
+                child = [sys.executable, __file__, "--mode", mode, "--model", args.model]
+                child += ["--dictionary", args.dictionary, "--corpus", str(corpus)] + ["--kept-heap"] * kept_heap
+                out = subprocess.run(child, capture_output=True, text=True, check=True)
+                results[mode + " (kept heap)" * kept_heap] = json.loads(out.stdout.strip().splitlines()[-1])
         graphkit = Path(sys.executable).with_name("graphkit")
         run = Path(tmp) / "run"
         cmd = [str(graphkit), "collect", "--model", args.model, "--dictionary", args.dictionary]
