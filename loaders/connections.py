@@ -246,8 +246,8 @@ def dense_candidates(
             col_kth = score.T.contiguous().topk(min(top_k, score.shape[0]), dim=1).values[:, -1][None]
             pick = (score > 0) & ((score >= row_kth) | (score >= col_kth))
             s_loc, t_loc = pick.nonzero(as_tuple=True)
-            c_sum = C_blk[rows][s_loc.to(C_blk.device), t_loc.to(C_blk.device)].double().cpu().numpy()
-            i_sum = I_blk[rows][s_loc.to(I_blk.device), t_loc.to(I_blk.device)].double().cpu().numpy()
+            at = (s_loc.to(C_blk.device), t_loc.to(C_blk.device))  # C and I share a device
+            c_sum, i_sum = (blk[rows][at].double().cpu().numpy() for blk in (C_blk, I_blk))
             v = V[s_loc, t_loc].cpu().numpy()
             src, tgt = s_loc.cpu().numpy().astype(np.int64), t_loc.cpu().numpy().astype(np.int64)
             era, twera = _weights(c_sum, i_sum, v, stats.sum[j * F + tgt], stats.tokens)
