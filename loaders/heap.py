@@ -56,12 +56,9 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
-def release_freed_memory() -> bool:
-    """Return the heap's free memory to the system (glibc's ``malloc_trim``); False where there
-    is no glibc."""
+def release_freed_memory() -> None:
+    """Return the heap's free memory to the system (glibc's ``malloc_trim``); nothing elsewhere."""
     trim = getattr(_libc(), "malloc_trim", None)
-    if trim is None:
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    trim(0)
-    return True
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+        trim(0)
