@@ -11,7 +11,8 @@ For each token count N, each in its own subprocess (so peak RSS is per run):
    glibc's default malloc, as a plain script runs it, and with freed memory kept for reuse as
    collect keeps it (`loaders.heap`), the stricter baseline (it speeds up the model too);
 2. ``collect`` at each memory budget: `loaders.collect.collect` with ``max_tokens=N``, dense
-   pair blocks (C and I, 8 B per pair) in as many passes as the budget needs.
+   pair blocks in as many passes as the budget needs: C and I (8 B per pair), or, where that
+   takes fewer passes, C alone (4 B) and then the I pass for the kept edges ("2 + I").
 
 Prints tokens/s of each, the first pass's streaming throughput over forward+encode, against
 both baselines (goal ≥ 0.5;
@@ -126,6 +127,8 @@ def main() -> None:
         for budget in a.budgets:
             c = child(["collect", str(a.setup), str(n), budget])
             passes = c["pairs"]["passes"]
+            if c["pairs"].get("i_pass"):  # blocks of C alone, then I for the kept edges
+                passes = f"{passes - 1} + I"
             secs = c["pass_seconds"]
             alloc = secs.get("allocate-0", 0.0)  # mapping the blocks' pages: the state's size, not tokens
             first = c["tokens"] / (secs["pass-0"] - secs["checkpoints-0"] - alloc)  # streaming rate
@@ -145,6 +148,7 @@ def main() -> None:
                 "all_passes_s": all_passes,
                 "checkpoint_s": saving,
                 "edges_s": edges,
+                "i_pass_s": secs.get("pass-i", 0.0),
                 "wall_s": c["seconds"],
                 "peak_rss_mib": c["peak_rss_mib"],
                 "pair_bytes": max(c["pairs"]["bytes_per_pass"]),
@@ -157,7 +161,8 @@ def main() -> None:
                 f"{n:>7} collect {budget:>5}: {passes} pass(es), pass 0 {first:,.0f} tok/s = {first / fe_rate:.2f} × "
                 f"forward+encode ({with_alloc / fe_rate:.2f} with the blocks' allocation, {alloc:.1f} s; "
                 f"{first / plain_rate:.2f} × plain forward+encode); "
-                f"passes {all_passes:.0f} s (checkpoints {saving:.0f} s), edges {edges:.0f} s, "
+                f"passes {all_passes:.0f} s (checkpoints {saving:.0f} s; the I pass {row['i_pass_s']:.0f} s), "
+                f"edges {edges:.0f} s, "
                 f"whole {c['seconds']:.0f} s; "
                 f"peak RSS {c['peak_rss_mib']:,.0f} MiB; pair state {row['pair_bytes'] / 2**30:.2f} GiB; "
                 f"mean L0 {row['l0']:.0f} per layer",
@@ -166,15 +171,15 @@ def main() -> None:
     print(
         "\n| tokens | budget | passes | pass-0 tok/s | forward+encode tok/s | ratio | ratio with allocation "
         "| plain forward+encode tok/s | ratio to plain "
-        "| allocation s | all passes s | checkpoints s | edges s | peak RSS MiB | pair state GiB | mean L0 |"
+        "| allocation s | all passes s | I pass s | checkpoints s | edges s | peak RSS MiB | pair state GiB | mean L0 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['tokens']:,} | {r['budget']} | {r['passes']} | {r['pass0_tok_s']:,.0f} | {r['fe_tok_s']:,.0f} | "
             f"**{r['ratio']:.2f}** | {r['ratio_with_alloc']:.2f} | {r['plain_tok_s']:,.0f} | {r['ratio_plain']:.2f} | "
             f"{r['alloc_s']:.1f} | "
-            f"{r['all_passes_s']:.0f} | {r['checkpoint_s']:.0f} | {r['edges_s']:.0f} | "
+            f"{r['all_passes_s']:.0f} | {r['i_pass_s']:.0f} | {r['checkpoint_s']:.0f} | {r['edges_s']:.0f} | "
             f"{r['peak_rss_mib']:,.0f} | {r['pair_bytes'] / 2**30:.2f} | {r['l0']:.0f} |"
         )
     for budget in a.budgets:

@@ -11,8 +11,9 @@ directory holding a run of another model, dictionary or corpus is refused withou
    (``stats/``) and the first group of pair blocks; each further pass accumulates the next
    group (`loaders.pairs.BlockPlan`, sized by ``memory_budget``) over the same windows. After
    each pass its blocks are reduced to top-k edge candidates (``pairs/candidates-P``) and
-   freed, so memory holds one group at a time. ``exact_pairs`` keeps every co-active pair
-   instead, in one pass;
+   freed, so memory holds one group at a time. When blocks of C alone take fewer passes
+   (`BlockPlan.i_pass`), one more pass sums I for the kept edges only (``pairs/pass-i``), and
+   ERA comes from it. ``exact_pairs`` keeps every co-active pair instead, in one pass;
 2. ``features.parquet``: per feature layer, index, count, density, mean, max, histogram,
    logit-lens top/bottom tokens and values;
 3. ``examples.parquet``: per feature its top activating examples (token ids, tokens,
@@ -44,7 +45,7 @@ import torch
 from tqdm import tqdm
 
 from loaders.config import CollectConfig
-from loaders.connections import Candidates, candidates, edge_table, residual_writes
+from loaders.connections import Candidates, candidates, edge_table, residual_writes, with_era
 from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
 from loaders.errors import GraphkitError
@@ -52,7 +53,7 @@ from loaders.files import content_hash, file_hash
 from loaders.heap import keep_freed_memory, release_freed_memory
 from loaders.logit_lens import top_unembeds
 from loaders.model import HookedModel, decode_many, resolve_model, token_strings
-from loaders.pairs import BlockPlan, default_budget
+from loaders.pairs import BlockPlan, KeptPairs, default_budget
 from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, stream_pass
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -73,7 +74,8 @@ class RunFiles:
     def stats(self) -> Path:
         return self.root / "stats"
 
-    def pass_state(self, p: int) -> Path:
+    def pass_state(self, p: int | str) -> Path:
+        """Pass p's checkpoint; ``pass-i``, the I pass's, is kept as its result."""
         return self.root / "pairs" / f"pass-{p}"
 
     def candidates(self, p: int) -> Path:
@@ -176,7 +178,8 @@ def collect(
     L, F = len(d.layers), d.n_features
     budget = cfg.memory_budget or default_budget(cfg.device)
     plan = None if cfg.exact_pairs else BlockPlan.make(L, F, budget)
-    passes = 1 if plan is None else max(plan.passes, 1)
+    passes = 1 if plan is None else max(len(plan.groups), 1)  # block passes; the I pass comes after them
+    i_pass = plan is not None and plan.i_pass
     manifest["pairs"] = {"exact": True} if plan is None else plan.describe() | {"budget": budget}
 
     keys = _stage_keys(identity, cfg, manifest["pairs"], passes, manifest.get("candidates_top_k"))
@@ -203,16 +206,28 @@ def collect(
             started[stage] = keys[stage.split("-")[0]]
             _write_json(manifest, run.manifest)
 
-    bar = Progress(passes, progress)
+    bar = Progress(passes + i_pass, progress)
+    names = (model_name, dictionary_name)
     (run.root / "pairs").mkdir(exist_ok=True)
     for p in range(passes):
         if not done(f"pairs-{p}", run.candidates(p)):
             t0 = time.perf_counter()
             with_stats = p == 0 and not stats_done
             begin("stats" if with_stats else f"pairs-{p}", run.stats if with_stats else run.pass_state(p))
-            stats, state = _pass(
-                p, run, model, d, source, cfg, plan, manifest, bar, (model_name, dictionary_name), with_stats
+            spec = PassSpec(
+                L,
+                F,
+                cfg.stats.top_k,
+                cfg.stats.window,
+                stats=with_stats,
+                exact=plan is None,
+                blocks=() if plan is None or not plan.groups else plan.groups[p],
+                with_i=not i_pass,
             )
+            path = run.stats if with_stats else run.pass_state(p)
+            state = _pass(spec, path, model, d, source, cfg, manifest, bar, names)
+            stats = state.stats if with_stats else FeatureStats.load(run.stats)
+            assert stats is not None
             release_freed_memory()  # the pass's batch temporaries, not needed by the edges stage
             t1 = time.perf_counter()
             cands = Candidates.empty() if state.pairs is None else candidates(model, d, stats, state.pairs, cfg.top_k)
@@ -233,6 +248,19 @@ def collect(
                 shutil.rmtree(run.pass_state(p), ignore_errors=True)
             del state, cands  # free this group's blocks before the next pass allocates its own
         bar.next_pass()
+    if i_pass and not done("pairs-i", run.pass_state("i")):
+        # ERA's I for the kept edges only, at the k the candidates were pruned to (a smaller
+        # top_k later re-prunes to a subset of these pairs)
+        t0 = time.perf_counter()
+        kept = _all_candidates(run, passes).prune(manifest["candidates_top_k"])
+        begin("pairs-i", run.pass_state("i"))
+        spec = PassSpec(L, F, cfg.stats.top_k, cfg.stats.window, stats=False, kept=(kept.src, kept.tgt))
+        state = _pass(spec, run.pass_state("i"), model, d, source, cfg, manifest, bar, names)
+        timings = manifest.setdefault("seconds", {})
+        timings |= {"pass-i": round(time.perf_counter() - t0, 3), "checkpoints-i": round(state.save_seconds, 3)}
+        manifest["pairs"]["kept_pairs"] = len(kept)
+        mark("pairs-i")
+        del state
     bar.bar.close()
     stats = FeatureStats.load(run.stats)
 
@@ -244,12 +272,19 @@ def collect(
         _write_parquet(_examples_table(d.layers, stats, vocab, model.tokenizer), run.examples)
         mark("examples", run.examples)
     if not done("connections", run.connections):
-        cands = Candidates.empty()
-        for p in range(passes):
-            cands = cands.concat(Candidates.load(run.candidates(p)))
-        _write_parquet(pa.table(edge_table(cands.prune(cfg.top_k), d.layers, F)), run.connections)
+        cands = _all_candidates(run, passes).prune(cfg.top_k)
+        if i_pass:
+            kept_sums = PassState.load(run.pass_state("i")).pairs
+            assert isinstance(kept_sums, KeptPairs)
+            cands = with_era(cands, kept_sums, stats.tokens)
+        _write_parquet(pa.table(edge_table(cands, d.layers, F)), run.connections)
         mark("connections", run.connections)
     return run
+
+
+def _all_candidates(run: RunFiles, passes: int) -> Candidates:
+    """The candidates of every block pass, together."""
+    return Candidates.concat_all([Candidates.load(run.candidates(p)) for p in range(passes)])
 
 
 class RunExistsError(GraphkitError, FileExistsError):
@@ -281,34 +316,23 @@ def _stage_keys(
 
 
 def _pass(
-    p: int,
-    run: RunFiles,
+    spec: PassSpec,
+    path: Path,
     model: HookedModel,
     d: Dictionary,
     source: Corpus,
     cfg: CollectConfig,
-    plan: BlockPlan | None,
     manifest: dict,
     bar: Progress,
     names: tuple[str, str],
-    with_stats: bool,
-) -> tuple[FeatureStats, PassState]:
-    """Pass `p` over the corpus (resumed from its checkpoint): the statistics and its pair state.
+) -> PassState:
+    """One pass over the corpus, as `spec` says, checkpointed in `path` (and resumed from it).
 
-    The pass `with_stats` (the first, unless the statistics are kept from before) computes the
-    statistics too and checkpoints in ``stats/``; the others stop where it stopped."""
-    L, F, dev = len(d.layers), d.n_features, str(model.device)
-    spec = PassSpec(
-        L,
-        F,
-        cfg.stats.top_k,
-        cfg.stats.window,
-        stats=with_stats,
-        exact=plan is None,
-        blocks=() if plan is None or not plan.groups else plan.groups[p],
-    )
-    path = run.stats if with_stats else run.pass_state(p)
-    stop_at = None if with_stats else Cursor(*manifest["end_cursor"])
+    The pass with statistics (the first, unless they are kept from before) sets where the
+    corpus ends (``max_tokens``) and records what it saw in the manifest; the others stop
+    where it stopped."""
+    dev = str(model.device)
+    stop_at = None if spec.stats else Cursor(*manifest["end_cursor"])
     if cfg.ray is not None:
         from loaders import distributed
 
@@ -330,10 +354,9 @@ def _pass(
             bar(n, source.fraction(cursor))
 
         state = stream_pass(model, d, source, cfg.stats, state, path, stop_at=stop_at, progress=report)
-    if not with_stats:
-        return FeatureStats.load(run.stats), state
     stats = state.stats
-    assert stats is not None
+    if stats is None:
+        return state
     c = state.cursor
     manifest |= {
         "tokens_seen": stats.tokens,
@@ -346,7 +369,7 @@ def _pass(
         "read_site": d.read_site,
         "write_site": d.write_site,
     }
-    return stats, state
+    return state
 
 
 def _features_table(model: HookedModel, d, stats: FeatureStats, vocab: list[str], n: int) -> pa.Table:

@@ -46,7 +46,7 @@ from torch import Tensor
 from loaders.dictionary import Dictionary
 from loaders.files import save_arrays
 from loaders.model import HookedModel
-from loaders.pairs import DenseBlocks, PairState, SparsePairs
+from loaders.pairs import DenseBlocks, KeptPairs, PairState, SparsePairs
 from loaders.stats import FeatureStats
 
 RAW_SITES = ("resid_mid", "resid_pre", "resid_post")
@@ -178,11 +178,28 @@ class Candidates:
 _FIELDS = ("src", "tgt", "v", "era", "twera")
 
 
-def _weights(c_sum: np.ndarray, i_sum: np.ndarray, v: np.ndarray, sum_t: np.ndarray, tokens: int):
-    """(ERA, TWERA) from pair sums, the targets' activation sums and V (DESIGN.md)."""
+def _weights(c_sum: np.ndarray, i_sum: np.ndarray | None, v: np.ndarray, sum_t: np.ndarray, tokens: int):
+    """(ERA, TWERA) from pair sums, the targets' activation sums and V (DESIGN.md); ERA NaN
+    without I (blocks of C alone: `with_era` fills it in after the I pass)."""
     twera = np.where(sum_t > 0, c_sum / np.where(sum_t > 0, sum_t, 1.0), 0.0) * v
-    era = i_sum / max(tokens, 1) * v
+    era = np.full(len(v), np.nan) if i_sum is None else _era(i_sum, v, tokens)
     return era, twera
+
+
+def _era(i_sum: np.ndarray, v: np.ndarray, tokens: int) -> np.ndarray:
+    return i_sum / max(tokens, 1) * v
+
+
+def with_era(c: Candidates, kept: KeptPairs, tokens: int) -> Candidates:
+    """`c` with ERA from the I pass's sums (`loaders.pairs.KeptPairs`), which hold every pair of `c`."""
+    src, tgt, i_sum = kept.sums()
+    G = kept.n_layers * kept.n_features
+    keys, wanted = src * G + tgt, c.src * G + c.tgt  # keys ascend: kept pairs are sorted by (source, target)
+    at = np.searchsorted(keys, wanted).clip(max=max(len(keys) - 1, 0))
+    found = keys[at] == wanted if len(keys) else np.zeros(len(wanted), bool)
+    if not found.all():
+        raise ValueError(f"{int((~found).sum())} edges have no I sum: the I pass was run for other pairs")
+    return Candidates(c.src, c.tgt, c.v, _era(i_sum[at].astype(np.float64), c.v, tokens), c.twera)
 
 
 def linearized(model: HookedModel, d: Dictionary, stats: FeatureStats) -> tuple[dict[int, Tensor], Writes]:
@@ -247,7 +264,8 @@ def dense_candidates(
             pick = (score > 0) & ((score >= row_kth) | (score >= col_kth))
             s_loc, t_loc = pick.nonzero(as_tuple=True)
             at = (s_loc.to(C_blk.device), t_loc.to(C_blk.device))  # C and I share a device
-            c_sum, i_sum = (blk[rows][at].double().cpu().numpy() for blk in (C_blk, I_blk))
+            c_sum = C_blk[rows][at].double().cpu().numpy()
+            i_sum = None if I_blk is None else I_blk[rows][at].double().cpu().numpy()
             v = V[s_loc, t_loc].cpu().numpy()
             src, tgt = s_loc.cpu().numpy().astype(np.int64), t_loc.cpu().numpy().astype(np.int64)
             era, twera = _weights(c_sum, i_sum, v, stats.sum[j * F + tgt], stats.tokens)
@@ -264,9 +282,12 @@ _PRUNE_AT_LEAST = 1 << 20
 
 
 def candidates(model: HookedModel, d: Dictionary, stats: FeatureStats, pairs: PairState, top_k: int) -> Candidates:
-    """The pruned candidates of an exact sparse state or of one dense group."""
+    """The pruned candidates of an exact sparse state or of one dense group (ERA NaN for
+    blocks of C alone, until `with_era`)."""
     if isinstance(pairs, SparsePairs):
         return sparse_candidates(model, d, stats, pairs).prune(top_k)
+    if isinstance(pairs, KeptPairs):
+        raise TypeError("kept pairs' I sums complete candidates (with_era); they make none")
     return dense_candidates(model, d, stats, pairs, top_k)
 
 

@@ -85,7 +85,7 @@ class _Worker:
         self.corpus = Corpus(spec.corpus)
 
     def run(self, shard: int, pass_spec: PassSpec, stop_at: Cursor | None, board) -> PassState:
-        from loaders.pairs import DenseBlocks
+        from loaders.pairs import DenseBlocks, KeptPairs
         from loaders.stats import stream_pass
 
         _maybe_fail(shard)
@@ -96,8 +96,8 @@ class _Worker:
             board.report.remote(shard, n, self.corpus.shard_fraction(cursor))
 
         state = stream_pass(self.model, self.d, self.corpus, self.spec.stats, state, None, shard + 1, stop_at, report)
-        if isinstance(state.pairs, DenseBlocks):
-            state.pairs.C, state.pairs.I = state.pairs.C.cpu(), state.pairs.I.cpu()
+        if isinstance(state.pairs, DenseBlocks | KeptPairs):
+            state.pairs.cpu()
         return state
 
 
@@ -157,11 +157,12 @@ def distributed_pass(
     actors = [Actor.remote(worker, use_gpu, threads) for _ in range(min(workers, len(queue)))]
     tries = dict.fromkeys(queue, 0)
     pending: dict = {}  # object ref → (shard, actor)
+    spec_ref = ray.put(spec)  # once, not per unit: an I pass's spec holds its kept pairs
 
     def submit(shard: int, actor) -> None:
         tries[shard] += 1
         stop = stop_at if stop_at is not None and shard == stop_at.shard else None
-        pending[actor.run.remote(shard, spec, stop, board)] = (shard, actor)
+        pending[actor.run.remote(shard, spec_ref, stop, board)] = (shard, actor)
 
     for actor in actors:
         submit(queue.pop(0), actor)

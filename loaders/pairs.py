@@ -9,7 +9,10 @@ Two states accumulate them from a chunk's non-zero activations (`NonZeros`):
 - `DenseBlocks` (the default): one dense float32 (source feature, target feature) block per
   (i, j) in a *group*, C and I side by side: 8 B per pair whatever the corpus length. A
   `BlockPlan` splits the L(L−1)/2 blocks into groups that fit a memory budget; each group is
-  one pass over the corpus (or one set of workers). The update is
+  one pass over the corpus (or one set of workers). When that takes fewer passes, blocks hold
+  C alone (4 B per pair) and one more pass sums I for the kept edges only (`KeptPairs`):
+  TWERA, which picks the edges, needs C on every pair; ERA needs I only where an edge is kept.
+  The update is
     - on the CPU, a sparse outer-product scatter (`_scatter`, numba, parallel over source
       features so no two threads touch one row; each row's updates run in token order, so the
       result does not depend on the thread count);
@@ -47,6 +50,9 @@ from loaders.files import save_arrays
 
 BYTES_PER_PAIR = 8
 """float32 C and float32 I per (source, target)."""
+
+BYTES_PER_PAIR_C = 4
+"""float32 C alone, when I is summed for the kept pairs only (`BlockPlan.i_pass`)."""
 
 
 @dataclass(frozen=True)
@@ -120,40 +126,59 @@ class NonZeros:
 
 @dataclass(frozen=True)
 class BlockPlan:
-    """Which (source layer, target layer) blocks each pass accumulates."""
+    """Which (source layer, target layer) blocks each pass accumulates, and whether I comes with them.
+
+    TWERA needs C on every pair, ERA needs I only on the kept edges. So blocks either hold C
+    and I together (8 B a pair), or C alone (4 B a pair: twice the blocks per pass) followed by
+    one more pass that sums I for the kept pairs only (`KeptPairs`). The plan with fewer
+    passes over the corpus wins; on a tie, C and I together (the cheaper tie on a GPU, where the
+    sparse product's cost is its rows' traffic, and the only plan for one pass).
+    """
 
     n_layers: int
     n_features: int
     groups: tuple[tuple[tuple[int, int], ...], ...]
-    """Per pass, its blocks (i, j), i < j, as dictionary-layer indices."""
+    """Per block pass, its blocks (i, j), i < j, as dictionary-layer indices."""
+    i_pass: bool = False
+    """The blocks hold C alone; I is summed for the kept pairs in one more pass."""
 
     @property
     def block_bytes(self) -> int:
-        return self.n_features**2 * BYTES_PER_PAIR
+        return self.n_features**2 * (BYTES_PER_PAIR_C if self.i_pass else BYTES_PER_PAIR)
 
     @property
     def passes(self) -> int:
-        return len(self.groups)
+        """Passes over the corpus: one per group of blocks, and the I pass."""
+        return len(self.groups) + self.i_pass
 
     @staticmethod
     def make(n_layers: int, n_features: int, budget_bytes: int) -> BlockPlan:
         """Blocks in (i, j) order, as many per group as fit `budget_bytes`."""
         blocks = [(i, j) for i in range(n_layers) for j in range(i + 1, n_layers)]
-        per = n_features**2 * BYTES_PER_PAIR
-        fit = budget_bytes // per
-        if blocks and fit < 1:
+
+        def groups(per_pair: int) -> tuple[tuple[tuple[int, int], ...], ...] | None:
+            fit = budget_bytes // (n_features**2 * per_pair)
+            if blocks and fit < 1:
+                return None
+            return tuple(tuple(blocks[k : k + fit]) for k in range(0, len(blocks), max(fit, 1)))
+
+        together, alone = groups(BYTES_PER_PAIR), groups(BYTES_PER_PAIR_C)
+        if alone is None:
+            per = n_features**2 * BYTES_PER_PAIR_C
             raise ValueError(
                 f"--memory-budget {budget_bytes / 2**30:.2f} GiB holds no pair block: one block of "
-                f"{n_features} × {n_features} features takes {per / 2**30:.2f} GiB (C and I in float32); "
+                f"{n_features} × {n_features} features takes {per / 2**30:.2f} GiB (C alone in float32); "
                 "raise the budget"
             )
-        groups = tuple(tuple(blocks[k : k + fit]) for k in range(0, len(blocks), max(fit, 1)))
-        return BlockPlan(n_layers, n_features, groups)
+        if together is None or len(alone) + 1 < len(together):
+            return BlockPlan(n_layers, n_features, alone, i_pass=True)
+        return BlockPlan(n_layers, n_features, together)
 
     def describe(self) -> dict:
         return {
             "blocks": sum(len(g) for g in self.groups),
             "passes": self.passes,
+            "i_pass": self.i_pass,
             "bytes_per_block": self.block_bytes,
             "bytes_per_pass": [len(g) * self.block_bytes for g in self.groups],
         }
@@ -193,6 +218,7 @@ _ROW_LINES = 4  # lines of the next row pair prefetched per token of this one
 def _scatter(C, I, slot_j, ptr, index, value, src_start, src_end, src_tok, src_val, src_layer, src_index):
     """C[b, s, t] += a_s a_t and I[b, s, t] += a_s for every co-active pair with targets on one
     dictionary layer j, whose non-zeros are layer-major: token τ's are ptr[τ] … ptr[τ + 1].
+    `I` None: C alone (numba compiles that variant without I's loads and stores).
 
     `slot_j[i]` is the block of (i, j) or −1; source q's entries are src_tok / src_val
     [src_start[q], src_end[q]) (feature-major, tokens ascending). Each row pair (C[b, s], I[b, s])
@@ -205,16 +231,20 @@ def _scatter(C, I, slot_j, ptr, index, value, src_start, src_end, src_tok, src_v
         b = slot_j[src_layer[q]]
         if b < 0:
             continue
-        C_row, I_row = C[b, src_index[q]], I[b, src_index[q]]
+        C_row = C[b, src_index[q]]
         nb = slot_j[src_layer[q + 1]] if q + 1 < n else -1
-        next_C, next_I = C[max(nb, 0), src_index[min(q + 1, n - 1)]], I[max(nb, 0), src_index[min(q + 1, n - 1)]]
+        next_C = C[max(nb, 0), src_index[min(q + 1, n - 1)]]
+        if I is not None:
+            I_row = I[b, src_index[q]]
+            next_I = I[max(nb, 0), src_index[min(q + 1, n - 1)]]
         line = 0 if nb >= 0 else F
         lo, hi = src_start[q], src_end[q]
         for p in range(lo, hi):
             for _ in range(_ROW_LINES):
                 if line < F:
                     _prefetch(next_C, line)
-                    _prefetch(next_I, line)
+                    if I is not None:
+                        _prefetch(next_I, line)
                     line += _LINE
             if p + _AHEAD < hi:
                 ahead = src_tok[p + _AHEAD]
@@ -222,10 +252,14 @@ def _scatter(C, I, slot_j, ptr, index, value, src_start, src_end, src_tok, src_v
                     _prefetch(index, r)
                     _prefetch(value, r)
             tok, a = src_tok[p], src_val[p]
-            for r in range(ptr[tok], ptr[tok + 1]):
-                t = index[r]
-                C_row[t] += a * value[r]
-                I_row[t] += a
+            if I is not None:
+                for r in range(ptr[tok], ptr[tok + 1]):
+                    t = index[r]
+                    C_row[t] += a * value[r]
+                    I_row[t] += a
+            else:
+                for r in range(ptr[tok], ptr[tok + 1]):
+                    C_row[index[r]] += a * value[r]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -243,24 +277,23 @@ def _layer_lists(layer_ptr, index, value, j):
     return ptr, idx, val
 
 
-def _zeros_pair(shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """Two float32 zero arrays for C and I on the CPU, in one anonymous mapping.
+def _zeros(shape: tuple[int, ...], count: int) -> list[Tensor]:
+    """`count` float32 zero arrays on the CPU (C, or C and I), in one anonymous mapping.
 
-    I starts 1,057 cache lines (64 KiB + 33 lines) past C's page-rounded end: with both
-    page-aligned alike, C[b, s, t] and I[b, s, t] share their low address bits and the scatter
-    ran 4× slower (the CPU predicts a store to one as aliasing a load from the other). The
-    mapping asks for transparent huge pages (fewer TLB misses on 32 KiB rows) where the kernel
-    offers them.
+    Each starts 1,057 cache lines (64 KiB + 33 lines) past the previous one's page-rounded
+    end: with both page-aligned alike, C[b, s, t] and I[b, s, t] share their low address bits
+    and the scatter ran 4× slower (the CPU predicts a store to one as aliasing a load from the
+    other). The mapping asks for transparent huge pages (fewer TLB misses on 32 KiB rows) where
+    the kernel offers them.
     """
     nbytes = int(np.prod(shape)) * 4
     offset = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE + 65536 + 33 * 64
-    buf = mmap.mmap(-1, offset + nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf = mmap.mmap(-1, offset * (count - 1) + nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_HUGEPAGE"):
         buf.madvise(mmap.MADV_HUGEPAGE)
-    raw = np.frombuffer(buf, np.uint8)  # keeps the mapping alive as long as either array
-    C = raw[:nbytes].view(np.float32).reshape(shape)
-    I = raw[offset : offset + nbytes].view(np.float32).reshape(shape)
-    return torch.from_numpy(C), torch.from_numpy(I)
+    raw = np.frombuffer(buf, np.uint8)  # keeps the mapping alive as long as any of the arrays
+    arrays = (raw[k * offset : k * offset + nbytes].view(np.float32).reshape(shape) for k in range(count))
+    return [torch.from_numpy(a) for a in arrays]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -272,21 +305,31 @@ def _touch(a, step):
 
 
 class DenseBlocks:
-    """Dense C and I for one group of blocks: (block, source feature, target feature) float32."""
+    """Dense C and I (or C alone) for one group of blocks: (block, source feature, target feature) float32."""
 
-    def __init__(self, n_layers: int, n_features: int, blocks: tuple[tuple[int, int], ...], device: str = "cpu"):
+    def __init__(
+        self,
+        n_layers: int,
+        n_features: int,
+        blocks: tuple[tuple[int, int], ...],
+        device: str = "cpu",
+        with_i: bool = True,
+    ):
         self.n_layers, self.n_features, self.blocks = n_layers, n_features, tuple(blocks)
         shape = (len(self.blocks), n_features, n_features)
         t0 = time.perf_counter()
+        sums: list[Tensor]
         if device == "cpu":
-            self.C, self.I = _zeros_pair(shape)
+            sums = _zeros(shape, 1 + with_i)
             # mapping 14 GiB of fresh pages takes ~9 s on the 2 cores here when both map them
             # (and ~15 s more of the first chunk's scatter when its faults do)
-            for a in (self.C, self.I):
+            for a in sums:
                 _touch(a.numpy().reshape(-1), mmap.PAGESIZE // 4)
         else:
-            self.C = torch.zeros(shape, dtype=torch.float32, device=device)
-            self.I = torch.zeros(shape, dtype=torch.float32, device=device)
+            sums = [torch.zeros(shape, dtype=torch.float32, device=device) for _ in range(1 + with_i)]
+        self.C: Tensor = sums[0]
+        self.I: Tensor | None = sums[1] if with_i else None
+        """None when the blocks hold C alone (`BlockPlan.i_pass`)."""
         self.alloc_seconds = time.perf_counter() - t0  # a cost of the state's size, not of tokens
         self.slot = np.full((n_layers, n_layers), -1, np.int64)
         for b, (i, j) in enumerate(self.blocks):
@@ -307,21 +350,19 @@ class DenseBlocks:
     def _add_scatter(self, nz: NonZeros) -> None:
         F, L = self.n_features, self.n_layers
         src_layers = np.array(sorted({i for i, _ in self.blocks}), np.int64)
-        # feature-major view of the source layers (CSR → CSC: a counting sort, tokens stay ascending)
-        indptr = np.r_[nz.layer_ptr[:, 0], nz.layer_ptr[-1, -1]] if nz.n_tokens else np.zeros(1, np.int64)
-        csc = sp.csr_matrix((nz.value, nz.layer * F + nz.index, indptr), shape=(nz.n_tokens, L * F)).tocsc()
+        csc = _feature_major(nz, L, F)
         feats = (src_layers[:, None] * F + np.arange(F)).ravel()  # (source feature,) global ids
         # prange splits its range statically; a fixed shuffle spreads early layers' (costlier)
         # rows over the threads. Each row still has one owner, so the result does not change.
         feats = feats[np.random.default_rng(0).permutation(len(feats))]
         sources = (csc.indptr[feats], csc.indptr[feats + 1], csc.indices, csc.data, feats // F, feats % F)
-        C, I = self.C.numpy(), self.I.numpy()
+        C, I = self.C.numpy(), None if self.I is None else self.I.numpy()
         for j in sorted({j for _, j in self.blocks}):  # one target layer's lists in cache at a time
             ptr, index, value = _layer_lists(nz.layer_ptr, nz.index, nz.value, j)
             _scatter(C, I, np.ascontiguousarray(self.slot[:, j]), ptr, index, value, *sources)
 
     def _add_spmm(self, nz: NonZeros) -> None:
-        """C_ij += A_iᵀ A_j and I_ij += A_iᵀ 1(A_j > 0) with A_iᵀ sparse (CSR) and A_j dense:
+        """C_ij += A_iᵀ A_j and I_ij += A_iᵀ 1(A_j > 0) (if kept) with A_iᵀ sparse (CSR) and A_j dense:
         nnz(A_i) · F multiply-adds a block, not n · F² as a dense GEMM would (activations are
         ~1% dense). One block at a time, so at most one dense (token, feature) layer is held."""
         dev, F, n = self.C.device, self.n_features, nz.n_tokens
@@ -338,32 +379,43 @@ class DenseBlocks:
                     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                     sources = {i: coo.coalesce().to_sparse_csr()}  # (feature, token); blocks in (i, j) order
             m = lay == j
-            A_j = torch.zeros(n, F, device=dev)  # (token, feature)
-            A_j[tok[m], idx[m]] = val[m]
+            A_j = _dense_layer(tok[m], idx[m], val[m], n, F)  # (token, feature)
             self.C[b] += torch.sparse.mm(sources[i], A_j)
-            self.I[b] += torch.sparse.mm(sources[i], (A_j > 0).float())
+            if self.I is not None:
+                self.I[b] += torch.sparse.mm(sources[i], (A_j > 0).float())
 
     def merge(self, other: DenseBlocks) -> None:
-        if other.blocks != self.blocks:
-            raise ValueError(f"cannot merge pair blocks {other.blocks} into {self.blocks}")
+        if other.blocks != self.blocks or (other.I is None) != (self.I is None):
+            raise ValueError(f"cannot merge pair blocks {other.blocks} into {self.blocks} (or C alone into C and I)")
         self.C += other.C.to(self.C.device)
-        self.I += other.I.to(self.I.device)
+        if self.I is not None and other.I is not None:
+            self.I += other.I.to(self.I.device)
 
-    def block(self, i: int, j: int) -> tuple[Tensor, Tensor]:
-        """(C_sum, I_sum) of block (i, j): (source feature, target feature)."""
+    def block(self, i: int, j: int) -> tuple[Tensor, Tensor | None]:
+        """(C_sum, I_sum) of block (i, j): (source feature, target feature); I_sum None with C alone."""
         b = int(self.slot[i, j])
-        return self.C[b], self.I[b]
+        return self.C[b], None if self.I is None else self.I[b]
+
+    def cpu(self) -> DenseBlocks:
+        """The sums moved to host memory (a worker's state on its way to the driver)."""
+        self.C = self.C.cpu()
+        self.I = None if self.I is None else self.I.cpu()
+        return self
 
     def save(self, path: Path) -> None:
-        save_arrays({"C": self.C.cpu().numpy(), "I": self.I.cpu().numpy()}, path / "blocks.safetensors")
-        (path / "blocks.json").write_text(json.dumps({"blocks": self.blocks, "n_layers": self.n_layers}))
+        sums = {"C": self.C.cpu().numpy()} | ({} if self.I is None else {"I": self.I.cpu().numpy()})
+        save_arrays(sums, path / "blocks.safetensors")
+        meta = {"blocks": self.blocks, "n_layers": self.n_layers, "with_i": self.I is not None}
+        (path / "blocks.json").write_text(json.dumps(meta))
 
     @staticmethod
     def load(path: Path, n_features: int, device: str = "cpu") -> DenseBlocks:
         meta = json.loads((path / "blocks.json").read_text())
-        out = DenseBlocks(meta["n_layers"], n_features, tuple(tuple(b) for b in meta["blocks"]), device=device)
+        blocks = tuple(tuple(b) for b in meta["blocks"])
+        out = DenseBlocks(meta["n_layers"], n_features, blocks, device=device, with_i=meta.get("with_i", True))
         with safe_open(str(path / "blocks.safetensors"), framework="numpy") as f:
-            for name in ("C", "I"):  # block by block: the state plus one block in memory, not twice the state
+            for name in ("C", "I")[: 1 + (out.I is not None)]:
+                # block by block: the state plus one block in memory, not twice the state
                 stored, into = f.get_slice(name), getattr(out, name)
                 if tuple(stored.get_shape()) != tuple(into.shape):
                     raise ValueError(
@@ -371,6 +423,146 @@ class DenseBlocks:
                     )
                 for b in range(into.shape[0]):
                     into[b].copy_(torch.from_numpy(stored[b]))
+        return out
+
+
+def _feature_major(nz: NonZeros, n_layers: int, n_features: int) -> sp.csc_matrix:
+    """The chunk as a (token, global feature) CSC matrix: each feature's tokens ascending, with
+    their values (CSR → CSC is a counting sort, so token order is kept)."""
+    indptr = np.r_[nz.layer_ptr[:, 0], nz.layer_ptr[-1, -1]] if nz.n_tokens else np.zeros(1, np.int64)
+    cols = nz.layer * n_features + nz.index
+    return sp.csr_matrix((nz.value, cols, indptr), shape=(nz.n_tokens, n_layers * n_features)).tocsc()
+
+
+def _dense_layer(rows: Tensor, cols: Tensor, values: Tensor, n_rows: int, n_cols: int) -> Tensor:
+    """A float32 (n_rows, n_cols) matrix with `values` at (rows, cols), zeros elsewhere."""
+    out = torch.zeros(n_rows, n_cols, device=values.device)
+    out[rows, cols] = values
+    return out
+
+
+# -- I for kept pairs -------------------------------------------------------------------------------
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _kept_sums(I, starts, src, tgt, indptr, tok, val, n_tokens, n_parts):
+    """I[p] += a_s at every token where both src[p] and tgt[p] are active, in token order.
+
+    Pairs are sorted by source; source u's are starts[u] … starts[u + 1]. Each part of the
+    sources (every n_parts-th, so early and late layers mix) owns a (token,) float32 array
+    holding its current source's activations, zero where it is off; a pair then reads it at its
+    target's tokens (feature-major lists, tokens ascending) and adds what it finds. Adding the
+    zeros leaves a float32 sum as it was, so the sum equals adding a_s at the co-active tokens
+    in token order: bit for bit what the dense blocks' scatter adds.
+    """
+    n_src = len(starts) - 1
+    for part in numba.prange(n_parts):
+        at = np.zeros(n_tokens, np.float32)
+        for u in range(part, n_src, n_parts):
+            s = src[starts[u]]
+            for r in range(indptr[s], indptr[s + 1]):
+                at[tok[r]] = val[r]
+            for p in range(starts[u], starts[u + 1]):
+                t, acc = tgt[p], I[p]
+                for r in range(indptr[t], indptr[t + 1]):
+                    acc += at[tok[r]]
+                I[p] = acc
+            for r in range(indptr[s], indptr[s + 1]):
+                at[tok[r]] = 0.0
+
+
+_PARTS = 256
+"""Parts of the sources in `_kept_sums` (threads take them in turn)."""
+
+
+class KeptPairs:
+    """I_sum for a fixed set of (source, target) pairs, by global feature id: the I pass that
+    follows block passes of C alone (`BlockPlan.i_pass`), over the same windows.
+
+    Per chunk, on the CPU each pair reads its source's activations at its target's tokens
+    (`_kept_sums`): Σ_pairs (tokens of t) reads of an L2-resident array, ~0.04 ms a token for
+    3.2M pairs on 8 × 8,192 features at L0 104 (a tenth of forward + encode), and float32 sums
+    in token order, bit-identical to the dense blocks' I. On a GPU, per block (i, j) with kept
+    pairs, a sampled product (A_iᵀ 1(A_j > 0) at the kept pairs only: cuSPARSE's SDDMM).
+    """
+
+    def __init__(self, n_layers: int, n_features: int, src: np.ndarray, tgt: np.ndarray, device: str = "cpu"):
+        self.n_layers, self.n_features = n_layers, n_features
+        order = np.lexsort((tgt, src))
+        self.src = np.ascontiguousarray(src[order], np.int64)
+        self.tgt = np.ascontiguousarray(tgt[order], np.int64)
+        F = n_features
+        if len(self.src) and (self.tgt // F <= self.src // F).any():
+            raise ValueError("kept pairs need their target on a later dictionary layer than their source")
+        self.I = torch.zeros(len(self.src), dtype=torch.float32, device=device)
+        self._starts = np.flatnonzero(np.r_[True, self.src[1:] != self.src[:-1], True]).astype(np.int64)
+        """Where each source's pairs start, and their end."""
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def add(self, nz: NonZeros, backend: str = "auto") -> None:
+        """Accumulate a chunk (`backend`: ``scatter`` (numba, CPU), ``spmm`` (torch's sampled
+        sparse product, any device), or ``auto``: scatter on the CPU, spmm on a GPU)."""
+        if not len(self) or len(nz.value) == 0:
+            return
+        if backend == "auto":
+            backend = "scatter" if self.I.device.type == "cpu" else "spmm"
+        if backend == "scatter":
+            csc = _feature_major(nz, self.n_layers, self.n_features)
+            I, data = self.I.numpy(), csc.data
+            _kept_sums(I, self._starts, self.src, self.tgt, csc.indptr, csc.indices, data, nz.n_tokens, _PARTS)
+        else:
+            self._add_sampled(nz)
+
+    def _add_sampled(self, nz: NonZeros) -> None:
+        dev, F, n = self.I.device, self.n_features, nz.n_tokens
+        tok = torch.from_numpy(nz.token).to(dev)
+        idx = torch.from_numpy(nz.index.astype(np.int64)).to(dev)
+        val = torch.from_numpy(nz.value).to(dev)
+        lay = torch.from_numpy(nz.layer).to(dev)
+        block = (self.src // F) * self.n_layers + self.tgt // F
+        layers: dict[int, Tensor] = {}
+        for b in np.unique(block):
+            i, j = divmod(int(b), self.n_layers)
+            # sorted by (source, target), a block's pairs are in its pattern's CSR order (not contiguous)
+            at = np.flatnonzero(block == b)
+            s, t = self.src[at] - i * F, self.tgt[at] - j * F
+            crow = torch.from_numpy(np.r_[0, np.cumsum(np.bincount(s, minlength=F))]).to(dev)
+            if i not in layers:
+                m = lay == i
+                layers = {i: _dense_layer(idx[m], tok[m], val[m], F, n)}  # A_iᵀ: (feature, token)
+            m = lay == j
+            fired = _dense_layer(tok[m], idx[m], torch.ones_like(val[m]), n, F)  # 1(A_j > 0): (token, feature)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                pattern = torch.sparse_csr_tensor(
+                    crow, torch.from_numpy(t).to(dev), torch.zeros(len(at), device=dev), (F, F), check_invariants=False
+                )
+                sampled = torch.sparse.sampled_addmm(pattern, layers[i], fired, beta=0.0)
+            self.I[torch.from_numpy(at).to(dev)] += sampled.values()
+
+    def merge(self, other: KeptPairs) -> None:
+        if not (np.array_equal(other.src, self.src) and np.array_equal(other.tgt, self.tgt)):
+            raise ValueError("cannot merge the I sums of other kept pairs")
+        self.I += other.I.to(self.I.device)
+
+    def sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(source, target, I_sum) of every kept pair, sorted by (source, target)."""
+        return self.src, self.tgt, self.I.cpu().numpy()
+
+    def cpu(self) -> KeptPairs:
+        self.I = self.I.cpu()
+        return self
+
+    def save(self, path: Path) -> None:
+        save_arrays({"src": self.src, "tgt": self.tgt, "I": self.I.cpu().numpy()}, path / "kept.safetensors")
+
+    @staticmethod
+    def load(path: Path, n_layers: int, n_features: int, device: str = "cpu") -> KeptPairs:
+        a = load_np(str(path / "kept.safetensors"))
+        out = KeptPairs(n_layers, n_features, a["src"], a["tgt"], device)
+        out.I.copy_(torch.from_numpy(a["I"]))
         return out
 
 
@@ -445,7 +637,7 @@ class SparsePairs:
         return out
 
 
-PairState = DenseBlocks | SparsePairs
+PairState = DenseBlocks | SparsePairs | KeptPairs
 
 
 def default_budget(device: str) -> int:

@@ -46,7 +46,7 @@ from loaders.dictionary import Dictionary
 from loaders.files import save_arrays
 from loaders.heap import keep_freed_memory
 from loaders.model import HookedModel, Site
-from loaders.pairs import DenseBlocks, NonZeros, PairState, SparsePairs
+from loaders.pairs import DenseBlocks, KeptPairs, NonZeros, PairState, SparsePairs
 
 HIST_EDGES = np.exp2(np.arange(-10, 11, 0.5))  # 41 edges → 42 bins incl. under/overflow
 """Histogram bin edges for positive activations (log₂ spaced, 2⁻¹⁰ … 2¹⁰)."""
@@ -215,13 +215,19 @@ class PassSpec:
     """Exact sparse pairs instead of dense blocks."""
     blocks: tuple[tuple[int, int], ...] = ()
     """Dense pair blocks of this pass (unless `exact`)."""
+    with_i: bool = True
+    """The blocks hold I beside C (else C alone: `loaders.pairs.BlockPlan.i_pass`)."""
+    kept: tuple[np.ndarray, np.ndarray] | None = field(default=None, compare=False)
+    """(source, target) global ids whose I this pass sums (the I pass), instead of blocks."""
 
     def fresh(self, device: str = "cpu") -> PassState:
         L, F = self.n_layers, self.n_features
         stats = FeatureStats(L, F, self.top_k, self.window) if self.stats else None
         pairs: PairState | None = SparsePairs(L, F) if self.exact else None
-        if not self.exact and self.blocks:
-            pairs = DenseBlocks(L, F, self.blocks, device)
+        if self.kept is not None:
+            pairs = KeptPairs(L, F, *self.kept, device=device)
+        elif not self.exact and self.blocks:
+            pairs = DenseBlocks(L, F, self.blocks, device, with_i=self.with_i)
         return PassState(stats, pairs)
 
 
@@ -282,6 +288,8 @@ class PassState:
             pairs = DenseBlocks.load(path, meta["n_features"], device)
         elif meta["pairs"] == "SparsePairs":
             pairs = SparsePairs.load(path, meta["n_layers"], meta["n_features"])
+        elif meta["pairs"] == "KeptPairs":
+            pairs = KeptPairs.load(path, meta["n_layers"], meta["n_features"], device)
         return PassState(stats, pairs, Cursor(*meta["cursor"]), meta["done"], meta.get("shards_done"))
 
     @staticmethod

@@ -221,13 +221,15 @@ def _edges(run: Path) -> dict[str, list]:
 
 
 def test_dense_passes_equal_exact_pairs(setup: dict[str, Path], tmp_path: Path) -> None:
-    """Dense blocks in one pass, in three passes (one block each), and exact pairs keep the same edges."""
+    """Dense blocks in one pass, in three passes (one block each), C alone then the I pass, and
+    exact pairs keep the same edges."""
     common = ["--model", setup["model"], "--dictionary", setup["clt"], "--corpus", setup["corpus"], "--top-k", "3"]
     common += ["--context", "10", "--batch-tokens", "64"]
     runs = {
         "exact": ["--exact-pairs"],
         "one": [],
         "three": ["--memory-budget", str(24 * 24 * 8)],  # one 24 × 24 block per pass
+        "c-then-i": ["--memory-budget", str(3 * 24 * 24 * 4)],  # all three blocks' C, or one block's C and I
     }
     for name, extra in runs.items():
         res = invoke("collect", *common, "--out", tmp_path / name, *extra)
@@ -236,20 +238,31 @@ def test_dense_passes_equal_exact_pairs(setup: dict[str, Path], tmp_path: Path) 
     assert three["pairs"]["passes"] == 3 and three["pairs"]["bytes_per_pass"] == [24 * 24 * 8] * 3
     assert set(three["stages"]) >= {"pairs-0", "pairs-1", "pairs-2"}
     assert not any((tmp_path / "three" / "pairs").glob("pass-*")), "pass states are freed once reduced"
+    c_then_i = json.loads((tmp_path / "c-then-i" / "manifest.json").read_text())
+    assert c_then_i["pairs"]["i_pass"] and c_then_i["pairs"]["passes"] == 2
+    assert c_then_i["pairs"]["bytes_per_pass"] == [3 * 24 * 24 * 4] and c_then_i["pairs"]["kept_pairs"] > 0
+    assert set(c_then_i["stages"]) >= {"pairs-0", "pairs-i"} and "pairs-1" not in c_then_i["stages"]
     exact = _edges(tmp_path / "exact")
     keys = ("source_layer", "source_index", "target_layer", "target_index")
-    for name in ("one", "three"):
+    for name in ("one", "three", "c-then-i"):
         got = _edges(tmp_path / name)
         assert [got[k] for k in keys] == [exact[k] for k in keys]
         for col in ("virtual_weight", "era", "twera"):
             np.testing.assert_allclose(got[col], exact[col], rtol=1e-5)
+    # C alone then I sums both in token order in float32, as C and I together do: the same bits
+    assert _edges(tmp_path / "c-then-i") == _edges(tmp_path / "one")
 
 
-def test_changing_an_option_reruns_only_the_stages_it_reaches(setup: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("plan", ["C and I", "C, then I"])
+def test_changing_an_option_reruns_only_the_stages_it_reaches(
+    setup: dict[str, Path], tmp_path: Path, plan: str
+) -> None:
+    budget = [] if plan == "C and I" else ["--memory-budget", str(3 * 24 * 24 * 4)]  # the I pass's kept pairs
+
     def collect_into(out: Path, top_k: int, *more: str) -> None:
         res = invoke(
             "collect", "--model", setup["model"], "--dictionary", setup["clt"], "--corpus", setup["corpus"],
-            "--out", out, "--top-k", str(top_k), *more,
+            "--out", out, "--top-k", str(top_k), *budget, *more,
         )  # fmt: skip
         assert res.exit_code == 0, res.output
 
@@ -273,6 +286,45 @@ def test_changing_an_option_reruns_only_the_stages_it_reaches(setup: dict[str, P
         assert unchanged == set(first) - {"connections.parquet"}, "statistics, features and examples are kept"
     collect_into(out, 8, "--batch-tokens", "64")  # a statistics option: everything reruns
     assert all(mtimes(out)[n] != first[n] for n in first)
+
+
+def test_an_interrupted_i_pass_resumes_to_the_same_edges(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed halfway through the I pass, collect resumes it from its checkpoint (the block
+    pass is not run again) and writes the edges an uninterrupted run writes, bit for bit."""
+    from loaders.collect import collect
+    from loaders.config import CollectConfig, StatsConfig
+    from loaders.pairs import KeptPairs
+    from loaders.stats import PassState, _Accumulator
+
+    stats = StatsConfig(batch_tokens=64, chunk_tokens=40, context=10, checkpoint_every=1)
+    cfg = CollectConfig(top_k=3, stats=stats, memory_budget=3 * 24 * 24 * 4, device="cpu")
+    args = (str(setup["model"]), str(setup["clt"]), setup["corpus"])
+    whole = collect(*args, tmp_path / "whole", cfg, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    original, batches = _Accumulator.add, {"n": 0}
+
+    def dying_add(self, batch) -> None:
+        if isinstance(self.state.pairs, KeptPairs):
+            batches["n"] += 1
+            if batches["n"] == 12:
+                raise Killed
+        original(self, batch)
+
+    monkeypatch.setattr(_Accumulator, "add", dying_add)
+    with pytest.raises(Killed):
+        collect(*args, tmp_path / "resumed", cfg, progress=False)
+    saved = PassState.load(tmp_path / "resumed" / "pairs" / "pass-i")
+    assert isinstance(saved.pairs, KeptPairs) and not saved.done and saved.cursor.record > 0
+    candidates = (tmp_path / "resumed" / "pairs" / "candidates-0.safetensors").stat().st_mtime_ns
+    monkeypatch.setattr(_Accumulator, "add", original)
+    resumed = collect(*args, tmp_path / "resumed", cfg, progress=False)
+    assert (tmp_path / "resumed" / "pairs" / "candidates-0.safetensors").stat().st_mtime_ns == candidates
+    assert _edges(resumed.root) == _edges(whole.root)
 
 
 def test_the_example_window_is_chosen_at_collect_time(setup: dict[str, Path], tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,12 @@ from tests.factories import random_dictionary, save_dictionary, tiny_model, writ
 
 
 @pytest.mark.slow  # ≥ 15 s: `pytest -m slow` (CI runs it)
-def test_ray_collect_equals_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "budget",
+    [2 * 24 * 24 * 8, 3 * 24 * 24 * 4],
+    ids=["two passes of C and I", "C, then the I pass"],
+)
+def test_ray_collect_equals_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
     model = tiny_model("llama")
     model.model.save_pretrained(tmp_path / "model")
     model.tokenizer.save_pretrained(tmp_path / "model")
@@ -29,7 +35,7 @@ def test_ray_collect_equals_in_process(tmp_path: Path, monkeypatch: pytest.Monke
     marks.mkdir()
     monkeypatch.setenv(FAULT_ENV, f"1:{marks}")  # the worker that first takes shard 1 dies
     stats = StatsConfig(batch_tokens=64, chunk_tokens=100, context=12, top_k=4, window=2)
-    cfg = CollectConfig(top_k=3, stats=stats, memory_budget=2 * 24 * 24 * 8)  # two passes
+    cfg = CollectConfig(top_k=3, stats=stats, memory_budget=budget)
     args = (str(tmp_path / "model"), str(tmp_path / "clt"), shards)
     local = collect(*args, tmp_path / "local", cfg, progress=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -41,6 +47,8 @@ def test_ray_collect_equals_in_process(tmp_path: Path, monkeypatch: pytest.Monke
         ray.shutdown()
     assert (marks / "failed-1").exists(), "the fault was injected, so shard 1 ran twice"
 
+    manifest = json.loads(dist.manifest.read_text())
+    assert manifest["pairs"]["passes"] == 2 and manifest["pairs"]["i_pass"] == (budget == 3 * 24 * 24 * 4)
     a, b = (pq.read_table(r.features).to_pydict() for r in (local, dist))
     for col in ("layer", "index", "count", "max", "hist", "top_token_ids"):
         assert a[col] == b[col], col

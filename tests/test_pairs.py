@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from loaders.config import parse_bytes
-from loaders.pairs import BlockPlan, DenseBlocks, NonZeros, SparsePairs
+from loaders.pairs import BlockPlan, DenseBlocks, KeptPairs, NonZeros, SparsePairs
 
 
 def random_chunk(n_tokens: int, n_layers: int, n_features: int, density: float, seed: int):
@@ -46,6 +46,7 @@ def test_dense_blocks_equal_brute_force(backend: str) -> None:
             I_ref[(i, j)] += A[:, i].T @ (A[:, j] > 0)
     for i, j in blocks:
         C, I = acc.block(i, j)
+        assert I is not None
         np.testing.assert_allclose(C.numpy(), C_ref[(i, j)], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(I.numpy(), I_ref[(i, j)], rtol=1e-5, atol=1e-6)
         assert (C_ref[(i, j)] > 0).any()
@@ -100,14 +101,80 @@ def test_sparse_pairs_equal_brute_force_and_merge() -> None:
 
 
 def test_block_plan_fits_the_budget() -> None:
-    plan = BlockPlan.make(8, 100, budget_bytes=7 * 100 * 100 * 8)
-    assert plan.passes == 4 and [len(g) for g in plan.groups] == [7, 7, 7, 7]
+    C_and_I, C_alone = 100 * 100 * 8, 100 * 100 * 4  # one 100 × 100 block
+    plan = BlockPlan.make(8, 100, budget_bytes=3 * C_and_I)  # 28 blocks: 10 passes with I, 5 + 1 without
+    assert plan.i_pass and plan.passes == 6 and [len(g) for g in plan.groups] == [6, 6, 6, 6, 4]
+    assert plan.block_bytes == C_alone and plan.describe()["bytes_per_pass"] == [6 * C_alone] * 4 + [4 * C_alone]
     assert sorted(b for g in plan.groups for b in g) == [(i, j) for i in range(8) for j in range(i + 1, 8)]
+    tie = BlockPlan.make(8, 100, budget_bytes=14 * C_and_I)  # 2 passes with I, 1 + 1 without: I stays
+    assert not tie.i_pass and tie.passes == 2 and [len(g) for g in tie.groups] == [14, 14]
     assert BlockPlan.make(8, 100, 10**12).passes == 1
     assert BlockPlan.make(1, 100, 10).passes == 0  # one layer: no pairs, nothing to budget
+    only_c = BlockPlan.make(3, 100, C_alone)  # a block of C and I does not fit, one of C does
+    assert only_c.i_pass and only_c.passes == 4
     with pytest.raises(ValueError, match="raise the budget"):
-        BlockPlan.make(3, 100, 1000)
+        BlockPlan.make(3, 100, C_alone - 1)
     assert parse_bytes("16GB") == 16 * 2**30 and parse_bytes("512MiB") == 512 * 2**20 and parse_bytes("1e9") == 10**9
+
+
+@pytest.mark.parametrize("backend", ["scatter", "spmm"])
+def test_c_alone_equals_the_c_of_c_and_i(backend: str) -> None:
+    L, F = 4, 40
+    blocks = ((0, 1), (0, 3), (2, 3))
+    both, alone = DenseBlocks(L, F, blocks), DenseBlocks(L, F, blocks, with_i=False)
+    for seed in range(3):
+        nz, _ = random_chunk(50, L, F, 0.2, seed)
+        both.add(nz, backend=backend)
+        alone.add(nz, backend=backend)
+    assert alone.I is None and alone.block(0, 1)[1] is None
+    assert np.array_equal(alone.C.numpy(), both.C.numpy())
+
+
+def _kept_pairs(L: int, F: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` distinct random (source, target) global ids with the target on a later layer."""
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, L - 1, 4 * n)
+    j = i + 1 + (rng.random(4 * n) * (L - 1 - i)).astype(np.int64)
+    src, tgt = i * F + rng.integers(0, F, 4 * n), j * F + rng.integers(0, F, 4 * n)
+    key = np.unique(src * L * F + tgt)[:n]
+    return key // (L * F), key % (L * F)
+
+
+@pytest.mark.parametrize("backend", ["scatter", "spmm"])
+def test_kept_pairs_equal_the_dense_blocks_i(backend: str, tmp_path) -> None:
+    """The I pass's sums at kept pairs equal the I of dense blocks there: bit for bit on the CPU
+    (both add in token order in float32), to float32 rounding on the sampled product; they merge
+    by addition and round-trip through a checkpoint."""
+    L, F = 4, 40
+    blocks = tuple((i, j) for i in range(L) for j in range(i + 1, L))
+    dense = DenseBlocks(L, F, blocks)
+    src, tgt = _kept_pairs(L, F, 300, seed=5)
+    order = np.random.default_rng(0).permutation(len(src))  # any order in; sorted inside
+    kept, first, second = (KeptPairs(L, F, src[order], tgt[order]) for _ in range(3))
+    for seed in range(4):
+        nz, _ = random_chunk(60, L, F, 0.15, seed)
+        dense.add(nz)
+        kept.add(nz, backend=backend)
+        (first if seed < 2 else second).add(nz, backend=backend)
+    s, t, I = kept.sums()
+    assert np.array_equal(s * L * F + t, np.sort(src * L * F + tgt))
+    I_dense = dense.I
+    assert I_dense is not None
+    ref = I_dense[dense.slot[s // F, t // F], s % F, t % F].numpy()
+    assert (ref > 0).mean() > 0.5, "most kept pairs co-activate"
+    if backend == "scatter":
+        assert np.array_equal(I, ref)
+    else:
+        np.testing.assert_allclose(I, ref, rtol=1e-5, atol=1e-6)
+    first.merge(second)
+    np.testing.assert_allclose(first.sums()[2], I, rtol=1e-6)
+    kept.save(tmp_path)
+    back = KeptPairs.load(tmp_path, L, F)
+    assert all(np.array_equal(x, y) for x, y in zip(back.sums(), kept.sums(), strict=True))
+    with pytest.raises(ValueError, match="other kept pairs"):
+        first.merge(KeptPairs(L, F, src[:10], tgt[:10]))
+    with pytest.raises(ValueError, match="later dictionary layer"):
+        KeptPairs(L, F, np.array([F]), np.array([3]))
 
 
 def test_dense_blocks_round_trip_through_safetensors(tmp_path) -> None:
@@ -119,6 +186,12 @@ def test_dense_blocks_round_trip_through_safetensors(tmp_path) -> None:
     acc.add(nz)
     acc.save(tmp_path)
     back = DenseBlocks.load(tmp_path, 5)
-    assert back.blocks == acc.blocks
+    assert back.blocks == acc.blocks and back.I is not None and acc.I is not None
     assert np.array_equal(back.C.numpy(), acc.C.numpy()) and np.array_equal(back.I.numpy(), acc.I.numpy())
     assert np.array_equal(load_file(str(tmp_path / "blocks.safetensors"))["C"], acc.C.numpy())
+    alone = DenseBlocks(3, 5, ((0, 1), (1, 2)), with_i=False)
+    alone.add(nz)
+    (tmp_path / "alone").mkdir()
+    alone.save(tmp_path / "alone")
+    back = DenseBlocks.load(tmp_path / "alone", 5)
+    assert back.I is None and np.array_equal(back.C.numpy(), acc.C.numpy())
