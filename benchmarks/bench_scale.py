@@ -11,8 +11,8 @@ For each token count N, each in its own subprocess (so peak RSS is per run):
    glibc's default malloc, as a plain script runs it, and with freed memory kept for reuse as
    collect keeps it (`loaders.heap`), the stricter baseline (it speeds up the model too);
 2. ``collect`` at each memory budget: `loaders.collect.collect` with ``max_tokens=N``, dense
-   pair blocks in as many passes as the budget needs: C and I (8 B per pair), or, where that
-   takes fewer passes, C alone (4 B) and then the I pass for the kept edges ("2 + I").
+   pair blocks in as many passes as the budget needs: C and I (8 B per pair) when they fit in
+   one, else C alone (4 B) and then the I pass for the kept edges ("2 + I").
 
 Prints tokens/s of each, the first pass's streaming throughput over forward+encode, against
 both baselines (goal ≥ 0.5;

@@ -8,6 +8,7 @@ One chunk of random non-zeros (`--l0` active features per layer and token, value
 
 - ``scatter``: `DenseBlocks.add(backend="scatter")`, what collect runs on the CPU;
 - ``scatter, 1 thread``: the same with numba limited to one thread (how far two threads help);
+- ``scatter, C alone``: the same into blocks of C without I, as a plan with an I pass keeps them;
 - ``previous scatter``: the kernel collect ran before this one, kept here to measure against:
   the same loop over token-major lists of every layer, without prefetches, into C and I
   allocated apart by torch;
@@ -17,6 +18,10 @@ One chunk of random non-zeros (`--l0` active features per layer and token, value
 
 A pair update is one co-active (source, target) pair of one token: tokens × blocks × l0².
 The best of two runs is printed for each, with its ratio to ``scatter``.
+
+Then the I pass's sums (`KeptPairs.add` on the CPU) for `--kept-pairs` random (source, target)
+pairs over all 8 layers (the synthetic run at 4 GB kept 3.2M), in milliseconds per token, the
+chunk's feature-major lists included.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from loaders.pairs import DenseBlocks, NonZeros
+from loaders.pairs import DenseBlocks, KeptPairs, NonZeros
 
 
 @numba.njit(parallel=True)
@@ -79,15 +84,17 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=8192)
     ap.add_argument("--l0", type=int, default=121)
     ap.add_argument("--tokens", type=int, default=16384)
+    ap.add_argument("--kept-pairs", type=int, default=3_200_000)
     args = ap.parse_args()
     L, F, n = 8, args.features, args.tokens
     nz = random_chunk(n, L, F, args.l0)
     blocks = tuple((0, j) for j in range(1, L))
     updates = len(blocks) * args.l0**2
     db = DenseBlocks(L, F, blocks)
+    alone = DenseBlocks(L, F, blocks, with_i=False)
 
     def previous() -> None:
-        C, I = torch.zeros(db.C.shape), torch.zeros(db.I.shape)
+        C, I = torch.zeros(db.C.shape), torch.zeros(db.C.shape)
         indptr = np.r_[nz.layer_ptr[:, 0], nz.layer_ptr[-1, -1]]
         csc = sp.csr_matrix((nz.value, nz.layer * F + nz.index, indptr), shape=(n, L * F)).tocsc()
         feats = np.random.default_rng(0).permutation(F)  # layer 0's rows, shuffled as collect does
@@ -115,6 +122,7 @@ def main() -> None:
     rows = {  # seconds per token
         "scatter": best_of(lambda: db.add(nz, backend="scatter")) / n,
         "scatter, 1 thread": best_of(one_thread, repeats=1) / n,
+        "scatter, C alone": best_of(lambda: alone.add(nz, backend="scatter")) / n,
         "previous scatter": previous.seconds / n,  # type: ignore[attr-defined]
         "sparse x dense": best_of(lambda: db.add(head, backend="spmm"), repeats=1) / spmm_tokens,
         "dense GEMM": best_of(lambda: block.addmm_(dense.T, dense), repeats=1) / gemm_tokens * len(blocks),
@@ -124,6 +132,12 @@ def main() -> None:
     base = rows["scatter"]
     for name, seconds in rows.items():
         print(f"{name:>18}: {updates / seconds / 1e6:8.1f} M updates/s   ratio to scatter {base / seconds:5.2f}")
+    rng = np.random.default_rng(1)
+    i = rng.integers(0, L - 1, args.kept_pairs)
+    j = i + 1 + (rng.random(args.kept_pairs) * (L - 1 - i)).astype(np.int64)
+    kept = KeptPairs(L, F, i * F + rng.integers(0, F, len(i)), j * F + rng.integers(0, F, len(j)))
+    seconds = best_of(lambda: kept.add(nz, backend="scatter"))
+    print(f"I pass, {len(kept):,} kept pairs: {seconds / n * 1e3:.3f} ms a token ({seconds:.2f} s a chunk)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ directory holding a run of another model, dictionary or corpus is refused withou
    per-token activations, decoded window);
 4. ``connections.parquet``: kept edges (`loaders.connections.edges`);
 5. ``manifest.json``: model, dictionary, corpus path and hash, the content hashes of model and
-   dictionary, documents, windows and tokens seen, the block plan (blocks, passes, bytes),
+   dictionary, documents, windows and tokens seen, the block plan (blocks, passes, bytes, whether
+   an I pass follows) and the pairs that I pass summed (``kept_pairs``),
    options, versions, and the SHA-256 of each output file (``outputs``: `graphkit load`
    checks that the files are the ones this manifest describes).
 """
@@ -181,6 +182,9 @@ def collect(
     passes = 1 if plan is None else max(len(plan.groups), 1)  # block passes; the I pass comes after them
     i_pass = plan is not None and plan.i_pass
     manifest["pairs"] = {"exact": True} if plan is None else plan.describe() | {"budget": budget}
+    if not i_pass:  # an I pass of an earlier plan is of no use to this one
+        manifest.pop("kept_pairs", None)
+        shutil.rmtree(run.pass_state("i"), ignore_errors=True)
 
     keys = _stage_keys(identity, cfg, manifest["pairs"], passes, manifest.get("candidates_top_k"))
 
@@ -258,7 +262,7 @@ def collect(
         state = _pass(spec, run.pass_state("i"), model, d, source, cfg, manifest, bar, names)
         timings = manifest.setdefault("seconds", {})
         timings |= {"pass-i": round(time.perf_counter() - t0, 3), "checkpoints-i": round(state.save_seconds, 3)}
-        manifest["pairs"]["kept_pairs"] = len(kept)
+        manifest["kept_pairs"] = len(kept)  # outside "pairs", which keys the stages
         mark("pairs-i")
         del state
     bar.bar.close()

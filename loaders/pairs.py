@@ -7,10 +7,10 @@ For sources s and targets t on dictionary layers i < j (DESIGN.md):
 Two states accumulate them from a chunk's non-zero activations (`NonZeros`):
 
 - `DenseBlocks` (the default): one dense float32 (source feature, target feature) block per
-  (i, j) in a *group*, C and I side by side: 8 B per pair whatever the corpus length. A
-  `BlockPlan` splits the L(L−1)/2 blocks into groups that fit a memory budget; each group is
-  one pass over the corpus (or one set of workers). When that takes fewer passes, blocks hold
-  C alone (4 B per pair) and one more pass sums I for the kept edges only (`KeptPairs`):
+  (i, j) in a *group*, C and I side by side (8 B per pair) or C alone (4 B), whatever the
+  corpus length. A `BlockPlan` fits the L(L−1)/2 blocks to a memory budget: all of C and I in
+  one pass when they fit, else groups of C alone, one pass over the corpus (or one set of
+  workers) each, and then one more pass that sums I for the kept edges only (`KeptPairs`):
   TWERA, which picks the edges, needs C on every pair; ERA needs I only where an edge is kept.
   The update is
     - on the CPU, a sparse outer-product scatter (`_scatter`, numba, parallel over source
@@ -128,11 +128,13 @@ class NonZeros:
 class BlockPlan:
     """Which (source layer, target layer) blocks each pass accumulates, and whether I comes with them.
 
-    TWERA needs C on every pair, ERA needs I only on the kept edges. So blocks either hold C
-    and I together (8 B a pair), or C alone (4 B a pair: twice the blocks per pass) followed by
-    one more pass that sums I for the kept pairs only (`KeptPairs`). The plan with fewer
-    passes over the corpus wins; on a tie, C and I together (the cheaper tie on a GPU, where the
-    sparse product's cost is its rows' traffic, and the only plan for one pass).
+    TWERA needs C on every pair, ERA needs I only on the kept edges. When every block of C and
+    I (8 B a pair) fits the budget, one pass sums both. Otherwise blocks hold C alone (4 B a
+    pair: twice the blocks a pass), in as many passes as that takes, and one more pass sums I
+    for the kept pairs only (`KeptPairs`). That is never more passes than C and I together
+    would take (a group of C alone holds at least twice the blocks), and each pass does less:
+    on a GPU the sparse product for I is gone; on the 2-core CPU the scatter of C alone plus
+    the I pass took as long as C and I together over the same passes (benchmarks.md).
     """
 
     n_layers: int
@@ -154,25 +156,19 @@ class BlockPlan:
     @staticmethod
     def make(n_layers: int, n_features: int, budget_bytes: int) -> BlockPlan:
         """Blocks in (i, j) order, as many per group as fit `budget_bytes`."""
-        blocks = [(i, j) for i in range(n_layers) for j in range(i + 1, n_layers)]
-
-        def groups(per_pair: int) -> tuple[tuple[tuple[int, int], ...], ...] | None:
-            fit = budget_bytes // (n_features**2 * per_pair)
-            if blocks and fit < 1:
-                return None
-            return tuple(tuple(blocks[k : k + fit]) for k in range(0, len(blocks), max(fit, 1)))
-
-        together, alone = groups(BYTES_PER_PAIR), groups(BYTES_PER_PAIR_C)
-        if alone is None:
-            per = n_features**2 * BYTES_PER_PAIR_C
+        blocks = tuple((i, j) for i in range(n_layers) for j in range(i + 1, n_layers))
+        if len(blocks) * n_features**2 * BYTES_PER_PAIR <= budget_bytes:
+            return BlockPlan(n_layers, n_features, (blocks,) if blocks else ())
+        per = n_features**2 * BYTES_PER_PAIR_C
+        fit = budget_bytes // per
+        if fit < 1:
             raise ValueError(
                 f"--memory-budget {budget_bytes / 2**30:.2f} GiB holds no pair block: one block of "
                 f"{n_features} × {n_features} features takes {per / 2**30:.2f} GiB (C alone in float32); "
                 "raise the budget"
             )
-        if together is None or len(alone) + 1 < len(together):
-            return BlockPlan(n_layers, n_features, alone, i_pass=True)
-        return BlockPlan(n_layers, n_features, together)
+        groups = tuple(blocks[k : k + fit] for k in range(0, len(blocks), fit))
+        return BlockPlan(n_layers, n_features, groups, i_pass=True)
 
     def describe(self) -> dict:
         return {
