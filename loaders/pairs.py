@@ -476,8 +476,8 @@ class KeptPairs:
     follows block passes of C alone (`BlockPlan.i_pass`), over the same windows.
 
     Per chunk, on the CPU each pair reads its source's activations at its target's tokens
-    (`_kept_sums`): Σ_pairs (tokens of t) reads of an L2-resident array, ~0.04 ms a token for
-    3.2M pairs on 8 × 8,192 features at L0 104 (a tenth of forward + encode), and float32 sums
+    (`_kept_sums`): Σ_pairs (tokens of t) reads of an L2-resident array, 0.045 ms a token for
+    3.2M pairs on 8 × 8,192 features at L0 104 (a seventh of forward + encode), and float32 sums
     in token order, bit-identical to the dense blocks' I. On a GPU, per block (i, j) with kept
     pairs, a sampled product (A_iᵀ 1(A_j > 0) at the kept pairs only: cuSPARSE's SDDMM).
     """
