@@ -27,6 +27,7 @@ Both merge by addition (`merge`), so shards processed apart add up to one pass o
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import time
@@ -493,6 +494,7 @@ class KeptPairs:
         self.I = torch.zeros(len(self.src), dtype=torch.float32, device=device)
         self._starts = np.flatnonzero(np.r_[True, self.src[1:] != self.src[:-1], True]).astype(np.int64)
         """Where each source's pairs start, and their end."""
+        self._blocks: list[tuple[int, int, Tensor, Tensor]] | None = None
 
     def __len__(self) -> int:
         return len(self.src)
@@ -511,20 +513,40 @@ class KeptPairs:
         else:
             self._add_sampled(nz)
 
+    def _patterns(self) -> list[tuple[int, int, Tensor, Tensor]]:
+        """Per block (i, j) with kept pairs: (i, j, the pairs' positions in `I`, the block's
+        sparsity pattern as CSR), made once on `I`'s device and kept for every chunk."""
+        if self._blocks is None:
+            dev, F = self.I.device, self.n_features
+            block = (self.src // F) * self.n_layers + self.tgt // F
+            order = np.argsort(block, kind="stable")  # within a block, (source, target) stays ascending: CSR order
+            bounds = np.flatnonzero(np.r_[True, np.diff(block[order]) != 0, True])
+            self._blocks = []
+            for lo, hi in itertools.pairwise(bounds):
+                at = order[lo:hi]
+                i, j = divmod(int(block[at[0]]), self.n_layers)
+                s, t = self.src[at] - i * F, self.tgt[at] - j * F
+                crow = torch.from_numpy(np.r_[0, np.cumsum(np.bincount(s, minlength=F))]).to(dev)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                    pattern = torch.sparse_csr_tensor(  # made once: checking it costs nothing per chunk
+                        crow,
+                        torch.from_numpy(t).to(dev),
+                        torch.zeros(len(at), device=dev),
+                        (F, F),
+                        check_invariants=True,
+                    )
+                self._blocks.append((i, j, torch.from_numpy(at).to(dev), pattern))
+        return self._blocks
+
     def _add_sampled(self, nz: NonZeros) -> None:
         dev, F, n = self.I.device, self.n_features, nz.n_tokens
         tok = torch.from_numpy(nz.token).to(dev)
         idx = torch.from_numpy(nz.index.astype(np.int64)).to(dev)
         val = torch.from_numpy(nz.value).to(dev)
         lay = torch.from_numpy(nz.layer).to(dev)
-        block = (self.src // F) * self.n_layers + self.tgt // F
         layers: dict[int, Tensor] = {}
-        for b in np.unique(block):
-            i, j = divmod(int(b), self.n_layers)
-            # sorted by (source, target), a block's pairs are in its pattern's CSR order (not contiguous)
-            at = np.flatnonzero(block == b)
-            s, t = self.src[at] - i * F, self.tgt[at] - j * F
-            crow = torch.from_numpy(np.r_[0, np.cumsum(np.bincount(s, minlength=F))]).to(dev)
+        for i, j, at, pattern in self._patterns():  # blocks in (i, j) order
             if i not in layers:
                 m = lay == i
                 layers = {i: _dense_layer(idx[m], tok[m], val[m], F, n)}  # A_iᵀ: (feature, token)
@@ -532,11 +554,8 @@ class KeptPairs:
             fired = _dense_layer(tok[m], idx[m], torch.ones_like(val[m]), n, F)  # 1(A_j > 0): (token, feature)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-                pattern = torch.sparse_csr_tensor(
-                    crow, torch.from_numpy(t).to(dev), torch.zeros(len(at), device=dev), (F, F), check_invariants=False
-                )
                 sampled = torch.sparse.sampled_addmm(pattern, layers[i], fired, beta=0.0)
-            self.I[torch.from_numpy(at).to(dev)] += sampled.values()
+            self.I[at] += sampled.values()
 
     def merge(self, other: KeptPairs) -> None:
         if not (np.array_equal(other.src, self.src) and np.array_equal(other.tgt, self.tgt)):
@@ -548,7 +567,7 @@ class KeptPairs:
         return self.src, self.tgt, self.I.cpu().numpy()
 
     def cpu(self) -> KeptPairs:
-        self.I = self.I.cpu()
+        self.I, self._blocks = self.I.cpu(), None
         return self
 
     def save(self, path: Path) -> None:
