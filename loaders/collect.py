@@ -55,7 +55,7 @@ from loaders.heap import keep_freed_memory, release_freed_memory
 from loaders.logit_lens import top_unembeds
 from loaders.model import HookedModel, decode_many, resolve_model, token_strings
 from loaders.pairs import BlockPlan, KeptPairs, default_budget
-from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, stream_pass
+from loaders.stats import HIST_EDGES, FeatureStats, PassSpec, PassState, Replay, stream_pass
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """The model dtypes of `CollectConfig.dtype`."""
@@ -78,6 +78,10 @@ class RunFiles:
     def pass_state(self, p: int | str) -> Path:
         """Pass p's checkpoint; ``pass-i``, the I pass's, is kept as its result."""
         return self.root / "pairs" / f"pass-{p}"
+
+    def nonzeros(self, key: str) -> Path:
+        """The first pass's chunks of non-zeros (`loaders.stats.Replay`), for statistics key `key`."""
+        return self.root / "pairs" / f"nonzeros-{key}"
 
     def candidates(self, p: int) -> Path:
         return self.root / "pairs" / f"candidates-{p}.safetensors"
@@ -155,7 +159,7 @@ def collect(
         "corpus": source.fingerprint(),
         "content": {"model": model_hash, "dictionary": dict_hash},  # a file fixed in place is another run
     }
-    inputs = identity | {"options": asdict(cfg) | {"device": None, "ray": None, "workers": None}}
+    inputs = identity | {"options": asdict(cfg) | {"device": None, "ray": None, "workers": None, "replay": None}}
     if manifest is not None and "identity_key" not in manifest:  # written before stage keys
         manifest["identity_key"] = _hash({k: manifest.get(k) for k in identity})
     if manifest is not None and manifest.get("identity_key") != _hash(identity):
@@ -213,6 +217,11 @@ def collect(
     bar = Progress(passes + i_pass, progress)
     names = (model_name, dictionary_name)
     (run.root / "pairs").mkdir(exist_ok=True)
+    # the first pass's non-zeros, for the passes after it to read (not on Ray: workers may share no disk)
+    replay = Replay(run.nonzeros(keys["stats"])) if cfg.replay and cfg.ray is None and passes + i_pass > 1 else None
+    for stale in run.root.glob("pairs/nonzeros-*"):
+        if replay is None or stale != replay.root:
+            shutil.rmtree(stale, ignore_errors=True)
     for p in range(passes):
         if not done(f"pairs-{p}", run.candidates(p)):
             t0 = time.perf_counter()
@@ -229,7 +238,7 @@ def collect(
                 with_i=not i_pass,
             )
             path = run.stats if with_stats else run.pass_state(p)
-            state = _pass(spec, path, model, d, source, cfg, manifest, bar, names)
+            state = _pass(spec, path, model, d, source, cfg, manifest, bar, names, replay)
             stats = state.stats if with_stats else FeatureStats.load(run.stats)
             assert stats is not None
             release_freed_memory()  # the pass's batch temporaries, not needed by the edges stage
@@ -259,12 +268,14 @@ def collect(
         kept = _all_candidates(run, passes).prune(manifest["candidates_top_k"])
         begin("pairs-i", run.pass_state("i"))
         spec = PassSpec(L, F, cfg.stats.top_k, cfg.stats.window, stats=False, kept=(kept.src, kept.tgt))
-        state = _pass(spec, run.pass_state("i"), model, d, source, cfg, manifest, bar, names)
+        state = _pass(spec, run.pass_state("i"), model, d, source, cfg, manifest, bar, names, replay)
         timings = manifest.setdefault("seconds", {})
         timings |= {"pass-i": round(time.perf_counter() - t0, 3), "checkpoints-i": round(state.save_seconds, 3)}
         manifest["kept_pairs"] = len(kept)  # outside "pairs", which keys the stages
         mark("pairs-i")
         del state
+    if replay is not None:  # every pass is done: the kept chunks are of no more use
+        replay.drop()
     bar.bar.close()
     stats = FeatureStats.load(run.stats)
 
@@ -329,6 +340,7 @@ def _pass(
     manifest: dict,
     bar: Progress,
     names: tuple[str, str],
+    replay: Replay | None = None,
 ) -> PassState:
     """One pass over the corpus, as `spec` says, checkpointed in `path` (and resumed from it).
 
@@ -357,7 +369,7 @@ def _pass(
         def report(n: int, cursor: Cursor) -> None:
             bar(n, source.fraction(cursor))
 
-        state = stream_pass(model, d, source, cfg.stats, state, path, stop_at=stop_at, progress=report)
+        state = stream_pass(model, d, source, cfg.stats, state, path, stop_at=stop_at, progress=report, replay=replay)
     stats = state.stats
     if stats is None:
         return state

@@ -56,6 +56,10 @@ class CollectConfig:
     """The model's dtype for the pass; encoders and statistics stay fp32."""
     exact_pairs: bool = False
     """Keep every co-active pair exactly (sparse float64): small dictionaries, the test oracle."""
+    replay: bool = True
+    """When pairs take several passes, keep the first pass's non-zeros on disk (in the run
+    directory, until the last pass ends) and read them in the later passes instead of running
+    the model again; off with --ray, and given up when the disk runs short."""
     memory_budget: int | None = None
     """Bytes for dense pair blocks per pass, e.g. 16GB (default: half the device's memory)."""
     ray: str | None = None

@@ -242,6 +242,8 @@ class PassState:
     done: bool = False
     shards_done: list[int] | None = None
     """Shards merged so far, when shards run as separate units (`loaders.distributed`)."""
+    chunks: int = 0
+    """Chunks done in this pass (they name the chunks of a `Replay`)."""
     save_seconds: float = 0.0
     """Time spent writing checkpoints in this process (not saved)."""
 
@@ -266,6 +268,7 @@ class PassState:
             "cursor": list(dataclasses.astuple(c)),
             "done": self.done,
             "shards_done": self.shards_done,
+            "chunks": self.chunks,
             "pairs": type(self.pairs).__name__,
             "n_layers": None if self.pairs is None else self.pairs.n_layers,
             "n_features": None if self.pairs is None else self.pairs.n_features,
@@ -290,7 +293,9 @@ class PassState:
             pairs = SparsePairs.load(path, meta["n_layers"], meta["n_features"])
         elif meta["pairs"] == "KeptPairs":
             pairs = KeptPairs.load(path, meta["n_layers"], meta["n_features"], device)
-        return PassState(stats, pairs, Cursor(*meta["cursor"]), meta["done"], meta.get("shards_done"))
+        state = PassState(stats, pairs, Cursor(*meta["cursor"]), meta["done"], meta.get("shards_done"))
+        state.chunks = meta.get("chunks", 0)
+        return state
 
     @staticmethod
     def exists(path: Path | None) -> bool:
@@ -432,13 +437,16 @@ class _Accumulator:
         for n, t in cur.items():
             t[:, live] = sub[n]
 
-    def end_chunk(self) -> None:
-        """Step 5: the chunk's non-zeros into the pair sums."""
-        if self.state.pairs is not None:
+    def end_chunk(self, keep: bool = False) -> NonZeros | None:
+        """Step 5: the chunk's non-zeros into the pair sums; returned too if `keep`."""
+        nz = None
+        if self.state.pairs is not None or keep:
             nz = NonZeros.build(self.chunk_tokens, len(self.d.layers), self.parts)
-            self.state.pairs.add(nz)
+            if self.state.pairs is not None:
+                self.state.pairs.add(nz)
         self.parts.clear()
         self.chunk_tokens = 0
+        return nz
 
     def pull(self) -> None:
         """Device statistics into the host arrays (a no-op copy on the CPU)."""
@@ -451,6 +459,57 @@ class _Accumulator:
                 host[...] = t.cpu().numpy()
         s.sigma_final += float(self.sigma_final)
         self.sigma_final.zero_()
+
+
+class Replay:
+    """A pass's chunks of non-zeros kept on disk, so that later passes over the same windows add
+    them to their pair state instead of running the model and encoders again.
+
+    Chunk k is ``chunk-K.safetensors`` (layer_ptr, index, value and the cursor after it), each
+    written atomically; ``done.json`` marks the set complete. The pass that writes it may resume
+    from a checkpoint: chunks are named by their place in the stream, so it writes again the
+    ones after its checkpoint, with the same contents. It stops writing, and drops what it
+    wrote, when the disk's free space would fall below `keep_free` bytes; later passes then run
+    the model as before.
+    """
+
+    def __init__(self, root: Path, keep_free: int = 10 * 2**30):
+        self.root, self.keep_free = Path(root), keep_free
+
+    def chunk(self, k: int) -> Path:
+        return self.root / f"chunk-{k:08d}.safetensors"
+
+    @property
+    def complete(self) -> int | None:
+        """The number of chunks, once all are written."""
+        done = self.root / "done.json"
+        return json.loads(done.read_text())["chunks"] if done.exists() else None
+
+    def write(self, k: int, nz: NonZeros, end: Cursor) -> bool:
+        """Keep chunk k; False (and nothing kept) when the disk is too full to go on."""
+        if not self.root.exists():
+            self.root.mkdir(parents=True)
+        size = nz.layer_ptr.nbytes + nz.index.nbytes + nz.value.nbytes
+        if shutil.disk_usage(self.root).free - size < self.keep_free:
+            self.drop()
+            return False
+        end_array = np.asarray(dataclasses.astuple(end), np.int64)
+        save_arrays({"layer_ptr": nz.layer_ptr, "index": nz.index, "value": nz.value, "end": end_array}, self.chunk(k))
+        return True
+
+    def finish(self, chunks: int) -> None:
+        """Mark the set complete, if chunks 0 … `chunks` − 1 are all there."""
+        if self.root.exists() and all(self.chunk(k).exists() for k in range(chunks)):
+            (self.root / "done.json").write_text(json.dumps({"chunks": chunks}))
+
+    def read(self, k: int, n_layers: int) -> tuple[NonZeros, Cursor]:
+        a = load_np(str(self.chunk(k)))
+        ptr = a["layer_ptr"]  # (token, layer + 1): token τ's entries of layer i start at ptr[τ, i]
+        layer = np.repeat(np.tile(np.arange(n_layers), len(ptr)), np.diff(ptr, axis=1).ravel())
+        return NonZeros(len(ptr), ptr, layer, a["index"], a["value"]), Cursor(*a["end"].tolist())
+
+    def drop(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 OnChunk = Callable[[int, Cursor], None]
@@ -467,15 +526,20 @@ def stream_pass(
     stop_shard: int | None = None,
     stop_at: Cursor | None = None,
     progress: OnChunk | None = None,
+    replay: Replay | None = None,
 ) -> PassState:
     """Continue `state` over `corpus` from its cursor up to shard `stop_shard` (or the end).
 
     `stop_at`, the cursor where the first pass ended (``max_tokens``), ends later passes at
-    the same window: chunks from a chunk boundary are the same in every pass.
+    the same window: chunks from a chunk boundary are the same in every pass. With a complete
+    `replay` (the same windows' chunks, kept by an earlier pass) a pass without statistics adds
+    its chunks instead of running the model; an incomplete one is written as this pass goes.
     """
     d.check_model(model.d_model, model.n_layers)
     if state.done:
         return state
+    if replay is not None and state.stats is None and (total := replay.complete) is not None:
+        return _replayed_pass(replay, total, len(d.layers), cfg, state, checkpoint, progress)
     keep_freed_memory()  # each batch's temporaries reuse the last one's memory
     acc = _Accumulator(model, d, state)
     context = cfg.context or model.context
@@ -487,7 +551,10 @@ def stream_pass(
         for batch in pack(chunk.windows, cfg.batch_tokens, pad):
             acc.add(batch)
         n = acc.chunk_tokens
-        acc.end_chunk()
+        nz = acc.end_chunk(keep=replay is not None)
+        if replay is not None and nz is not None and not replay.write(state.chunks, nz, chunk.end):
+            replay = None  # the disk is too full: later passes run the model
+        state.chunks += 1
         tokens += n
         if state.stats is not None:
             state.stats.documents += chunk.documents
@@ -502,6 +569,33 @@ def stream_pass(
         if stop_at is None and cfg.max_tokens is not None and tokens >= cfg.max_tokens:
             break
     acc.pull()
+    state.done = True
+    if replay is not None:
+        replay.finish(state.chunks)
+    if checkpoint is not None:
+        state.save(checkpoint)
+    return state
+
+
+def _replayed_pass(
+    replay: Replay,
+    total: int,
+    n_layers: int,
+    cfg: StatsConfig,
+    state: PassState,
+    checkpoint: Path | None,
+    progress: OnChunk | None,
+) -> PassState:
+    """`stream_pass` over kept chunks: the same pair sums, bit for bit, without the model."""
+    for k in range(state.chunks, total):
+        nz, state.cursor = replay.read(k, n_layers)
+        if state.pairs is not None:
+            state.pairs.add(nz)
+        state.chunks = k + 1
+        if progress is not None:
+            progress(nz.n_tokens, state.cursor)
+        if checkpoint is not None and state.chunks % cfg.checkpoint_every == 0:
+            state.save(checkpoint)
     state.done = True
     if checkpoint is not None:
         state.save(checkpoint)

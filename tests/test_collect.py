@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -291,43 +292,86 @@ def test_changing_an_option_reruns_only_the_stages_it_reaches(
     assert all(mtimes(out)[n] != first[n] for n in first)
 
 
-def test_an_interrupted_i_pass_resumes_to_the_same_edges(
-    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Killed halfway through the I pass, collect resumes it from its checkpoint (the block
-    pass is not run again) and writes the edges an uninterrupted run writes, bit for bit."""
-    from loaders.collect import collect
+def _collect_cfg(budget: int, replay: bool = True):
     from loaders.config import CollectConfig, StatsConfig
-    from loaders.pairs import KeptPairs
-    from loaders.stats import PassState, _Accumulator
 
     stats = StatsConfig(batch_tokens=64, chunk_tokens=40, context=10, checkpoint_every=1)
-    cfg = CollectConfig(top_k=3, stats=stats, memory_budget=3 * 24 * 24 * 4, device="cpu")
+    return CollectConfig(top_k=3, stats=stats, memory_budget=budget, device="cpu", replay=replay)
+
+
+@pytest.mark.parametrize("replay", [True, False], ids=["replayed", "run again"])
+def test_an_interrupted_i_pass_resumes_to_the_same_edges(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replay: bool
+) -> None:
+    """Killed halfway through the I pass (over kept chunks of non-zeros, or running the model
+    again), collect resumes it from its checkpoint (the block pass is not run again) and writes
+    the edges an uninterrupted run writes, bit for bit."""
+    from loaders.collect import collect
+    from loaders.pairs import KeptPairs
+    from loaders.stats import PassState
+
+    cfg = _collect_cfg(3 * 24 * 24 * 4, replay)  # one pass of C, then the I pass
     args = (str(setup["model"]), str(setup["clt"]), setup["corpus"])
     whole = collect(*args, tmp_path / "whole", cfg, progress=False)
 
     class Killed(Exception):
         pass
 
-    original, batches = _Accumulator.add, {"n": 0}
+    original, chunks = KeptPairs.add, {"n": 0}
 
-    def dying_add(self, batch) -> None:
-        if isinstance(self.state.pairs, KeptPairs):
-            batches["n"] += 1
-            if batches["n"] == 12:
-                raise Killed
-        original(self, batch)
+    def dying_add(self, nz, backend: str = "auto") -> None:
+        chunks["n"] += 1
+        if chunks["n"] == 4:
+            raise Killed
+        original(self, nz, backend)
 
-    monkeypatch.setattr(_Accumulator, "add", dying_add)
+    monkeypatch.setattr(KeptPairs, "add", dying_add)
     with pytest.raises(Killed):
         collect(*args, tmp_path / "resumed", cfg, progress=False)
     saved = PassState.load(tmp_path / "resumed" / "pairs" / "pass-i")
     assert isinstance(saved.pairs, KeptPairs) and not saved.done and saved.cursor.record > 0
+    assert any((tmp_path / "resumed" / "pairs").glob("nonzeros-*")) == replay, "kept until the last pass ends"
     candidates = (tmp_path / "resumed" / "pairs" / "candidates-0.safetensors").stat().st_mtime_ns
-    monkeypatch.setattr(_Accumulator, "add", original)
+    monkeypatch.setattr(KeptPairs, "add", original)
     resumed = collect(*args, tmp_path / "resumed", cfg, progress=False)
     assert (tmp_path / "resumed" / "pairs" / "candidates-0.safetensors").stat().st_mtime_ns == candidates
     assert _edges(resumed.root) == _edges(whole.root)
+    assert not any((tmp_path / "resumed" / "pairs").glob("nonzeros-*")), "dropped once every pass is done"
+
+
+def test_later_passes_replay_the_first_pass_non_zeros(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the first pass's non-zeros kept, later passes (two more block passes and the I
+    pass) do not run the model, and every file is the same as when they do; a disk too full to
+    keep them falls back to running the model, with the same files again."""
+    import loaders.stats
+    from loaders.collect import collect
+    from loaders.stats import _Accumulator
+
+    model_batches = {"n": 0}
+    original = _Accumulator.add
+
+    def counted(self, batch) -> None:
+        model_batches["n"] += 1
+        original(self, batch)
+
+    monkeypatch.setattr(_Accumulator, "add", counted)
+    args = (str(setup["model"]), str(setup["clt"]), setup["corpus"])
+    runs, batches = {}, {}
+    for name, replay in (("replayed", True), ("run again", False), ("disk full", True)):
+        if name == "disk full":
+            full = shutil.disk_usage(tmp_path)._replace(free=0)
+            monkeypatch.setattr(loaders.stats.shutil, "disk_usage", lambda _path, full=full: full)
+        model_batches["n"] = 0
+        runs[name] = collect(*args, tmp_path / name, _collect_cfg(24 * 24 * 4, replay), progress=False)
+        batches[name] = model_batches["n"]
+    assert json.loads(runs["replayed"].manifest.read_text())["pairs"]["passes"] == 4  # 3 blocks of C, then I
+    # the model runs in every pass, or only in the first
+    assert batches["run again"] == batches["disk full"] == 4 * batches["replayed"] > 0
+    for f in ("features.parquet", "examples.parquet", "connections.parquet"):
+        tables = [pq.read_table(r.root / f) for r in runs.values()]
+        assert tables[0].equals(tables[1]) and tables[0].equals(tables[2]), f
 
 
 def test_the_example_window_is_chosen_at_collect_time(setup: dict[str, Path], tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def zoo_build_cmd(work: str, force: bool) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @options(CollectConfig, "top_k")
 @options(StatsConfig, "max_tokens", "context", "batch_tokens", "window")
-@options(CollectConfig, "dtype", "exact_pairs", "ray", "workers")
+@options(CollectConfig, "dtype", "exact_pairs", "replay", "ray", "workers")
 @option(CollectConfig, "memory_budget", type=str)
 @option(CollectConfig, "device", default=None)
 @click.option("--overwrite", is_flag=True, help="Replace a run directory made from other inputs.")
