@@ -9,7 +9,8 @@ directory holding a run of another model, dictionary or corpus is refused withou
 
 1. passes over the corpus (`loaders.stats`). The first computes the per-feature statistics
    (``stats/``) and the first group of pair blocks; each further pass accumulates the next
-   group (`loaders.pairs.BlockPlan`, sized by ``memory_budget``) over the same windows. After
+   group (`loaders.pairs.BlockPlan`, sized by ``memory_budget``) over the same windows (from
+   the first pass's non-zeros kept on disk, ``pairs/nonzeros-*``, when ``replay``). After
    each pass its blocks are reduced to top-k edge candidates (``pairs/candidates-P``) and
    freed, so memory holds one group at a time. When blocks of C alone take fewer passes
    (`BlockPlan.i_pass`), one more pass sums I for the kept edges only (``pairs/pass-i``), and
