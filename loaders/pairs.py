@@ -76,6 +76,12 @@ class NonZeros:
         counts = np.diff(self.layer_ptr[:, [0, -1]], axis=1).ravel()
         return np.repeat(np.arange(self.n_tokens, dtype=np.int64), counts)
 
+    def on(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(token, index, value, layer) of each entry as tensors on `device` (indices int64)."""
+        arrays = (self.token, self.index.astype(np.int64), self.value, self.layer)
+        tok, idx, val, lay = (torch.from_numpy(a).to(device) for a in arrays)
+        return tok, idx, val, lay
+
     @staticmethod
     def build(
         n_tokens: int, n_layers: int, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
@@ -363,10 +369,7 @@ class DenseBlocks:
         nnz(A_i) · F multiply-adds a block, not n · F² as a dense GEMM would (activations are
         ~1% dense). One block at a time, so at most one dense (token, feature) layer is held."""
         dev, F, n = self.C.device, self.n_features, nz.n_tokens
-        tok = torch.from_numpy(nz.token).to(dev)
-        idx = torch.from_numpy(nz.index.astype(np.int64)).to(dev)
-        val = torch.from_numpy(nz.value).to(dev)
-        lay = torch.from_numpy(nz.layer).to(dev)
+        tok, idx, val, lay = nz.on(dev)
         sources: dict[int, Tensor] = {}
         for b, (i, j) in enumerate(self.blocks):
             if i not in sources:
@@ -541,10 +544,7 @@ class KeptPairs:
 
     def _add_sampled(self, nz: NonZeros) -> None:
         dev, F, n = self.I.device, self.n_features, nz.n_tokens
-        tok = torch.from_numpy(nz.token).to(dev)
-        idx = torch.from_numpy(nz.index.astype(np.int64)).to(dev)
-        val = torch.from_numpy(nz.value).to(dev)
-        lay = torch.from_numpy(nz.layer).to(dev)
+        tok, idx, val, lay = nz.on(dev)
         layers: dict[int, Tensor] = {}
         for i, j, at, pattern in self._patterns():  # blocks in (i, j) order
             if i not in layers:
