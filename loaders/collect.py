@@ -12,9 +12,9 @@ directory holding a run of another model, dictionary or corpus is refused withou
    group (`loaders.pairs.BlockPlan`, sized by ``memory_budget``) over the same windows (from
    the first pass's non-zeros kept on disk, ``pairs/nonzeros-*``, when ``replay``). After
    each pass its blocks are reduced to top-k edge candidates (``pairs/candidates-P``) and
-   freed, so memory holds one group at a time. When blocks of C alone take fewer passes
-   (`BlockPlan.i_pass`), one more pass sums I for the kept edges only (``pairs/pass-i``), and
-   ERA comes from it. ``exact_pairs`` keeps every co-active pair instead, in one pass;
+   freed, so memory holds one group at a time. When C and I do not fit one pass, the blocks
+   hold C alone (`BlockPlan.i_pass`) and one more pass sums I for the kept edges only
+   (``pairs/pass-i``); ERA comes from it. ``exact_pairs`` keeps every co-active pair instead, in one pass;
 2. ``features.parquet``: per feature layer, index, count, density, mean, max, histogram,
    logit-lens top/bottom tokens and values;
 3. ``examples.parquet``: per feature its top activating examples (token ids, tokens,

@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -437,13 +437,10 @@ class _Accumulator:
         for n, t in cur.items():
             t[:, live] = sub[n]
 
-    def end_chunk(self, keep: bool = False) -> NonZeros | None:
-        """Step 5: the chunk's non-zeros into the pair sums; returned too if `keep`."""
-        nz = None
-        if self.state.pairs is not None or keep:
-            nz = NonZeros.build(self.chunk_tokens, len(self.d.layers), self.parts)
-            if self.state.pairs is not None:
-                self.state.pairs.add(nz)
+    def end_chunk(self, keep: bool) -> NonZeros | None:
+        """Step 5: the chunk's non-zeros if `keep` (for the pair sums or a `Replay`); the next
+        chunk starts empty."""
+        nz = NonZeros.build(self.chunk_tokens, len(self.d.layers), self.parts) if keep else None
         self.parts.clear()
         self.chunk_tokens = 0
         return nz
@@ -538,68 +535,77 @@ def stream_pass(
     d.check_model(model.d_model, model.n_layers)
     if state.done:
         return state
-    if replay is not None and state.stats is None and (total := replay.complete) is not None:
-        return _replayed_pass(replay, total, len(d.layers), cfg, state, checkpoint, progress)
-    keep_freed_memory()  # each batch's temporaries reuse the last one's memory
-    acc = _Accumulator(model, d, state)
-    context = cfg.context or model.context
-    pad = pad_id(model.tokenizer)
+    total = None if replay is None or state.stats is not None else replay.complete
+    acc, writing = None, replay if total is None else None  # where this pass keeps its chunks, if it does
+    source: Chunks
+    if replay is not None and total is not None:
+        source = _kept_chunks(replay, total, len(d.layers), state.chunks)
+    else:
+        keep_freed_memory()  # each batch's temporaries reuse the last one's memory
+        acc = _Accumulator(model, d, state)
+        source = _model_chunks(acc, corpus, cfg, state, stop_shard, stop_at, writing is not None)
+    for n_chunks, (nz, end, n, documents) in enumerate(source, 1):
+        if nz is not None and state.pairs is not None:
+            state.pairs.add(nz)
+        if writing is not None and nz is not None and not writing.write(state.chunks, nz, end):
+            writing = None  # the disk is too full: later passes run the model
+        state.chunks += 1
+        if state.stats is not None:
+            state.stats.documents += documents
+        state.cursor = end
+        if progress is not None:
+            progress(n, end)
+        if checkpoint is not None and n_chunks % cfg.checkpoint_every == 0:
+            if acc is not None:
+                acc.pull()
+            state.save(checkpoint)
+    if acc is not None:
+        acc.pull()
+    state.done = True
+    if writing is not None:
+        writing.finish(state.chunks)
+    if checkpoint is not None:
+        state.save(checkpoint)
+    return state
+
+
+Chunks = Iterator[tuple[NonZeros | None, Cursor, int, int]]
+"""A pass's chunks: their non-zeros (None when nothing needs them), the cursor after each, its
+tokens, and the documents it finished."""
+
+
+def _model_chunks(
+    acc: _Accumulator,
+    corpus: Corpus,
+    cfg: StatsConfig,
+    state: PassState,
+    stop_shard: int | None,
+    stop_at: Cursor | None,
+    keep: bool,
+) -> Chunks:
+    """Chunks from the corpus through the model and encoders (`_Accumulator`), up to `stop_at`,
+    ``max_tokens`` or shard `stop_shard`; non-zeros built when the pass has pairs or `keep`s them."""
+    model = acc.model
+    context, pad = cfg.context or model.context, pad_id(model.tokenizer)
     tokens = state.stats.tokens if state.stats is not None else 0
-    for n_chunks, chunk in enumerate(
-        chunks(corpus, model.tokenizer, context, cfg.chunk_tokens, state.cursor, stop_shard), 1
-    ):
+    for chunk in chunks(corpus, model.tokenizer, context, cfg.chunk_tokens, state.cursor, stop_shard):
         for batch in pack(chunk.windows, cfg.batch_tokens, pad):
             acc.add(batch)
         n = acc.chunk_tokens
-        nz = acc.end_chunk(keep=replay is not None)
-        if replay is not None and nz is not None and not replay.write(state.chunks, nz, chunk.end):
-            replay = None  # the disk is too full: later passes run the model
-        state.chunks += 1
         tokens += n
-        if state.stats is not None:
-            state.stats.documents += chunk.documents
-        state.cursor = chunk.end
-        if progress is not None:
-            progress(n, chunk.end)
-        if checkpoint is not None and n_chunks % cfg.checkpoint_every == 0:
-            acc.pull()
-            state.save(checkpoint)
-        if stop_at is not None and state.cursor >= stop_at:
-            break
+        yield acc.end_chunk(keep=keep or state.pairs is not None), chunk.end, n, chunk.documents
+        if stop_at is not None and chunk.end >= stop_at:
+            return
         if stop_at is None and cfg.max_tokens is not None and tokens >= cfg.max_tokens:
-            break
-    acc.pull()
-    state.done = True
-    if replay is not None:
-        replay.finish(state.chunks)
-    if checkpoint is not None:
-        state.save(checkpoint)
-    return state
+            return
 
 
-def _replayed_pass(
-    replay: Replay,
-    total: int,
-    n_layers: int,
-    cfg: StatsConfig,
-    state: PassState,
-    checkpoint: Path | None,
-    progress: OnChunk | None,
-) -> PassState:
-    """`stream_pass` over kept chunks: the same pair sums, bit for bit, without the model."""
-    for k in range(state.chunks, total):
-        nz, state.cursor = replay.read(k, n_layers)
-        if state.pairs is not None:
-            state.pairs.add(nz)
-        state.chunks = k + 1
-        if progress is not None:
-            progress(nz.n_tokens, state.cursor)
-        if checkpoint is not None and state.chunks % cfg.checkpoint_every == 0:
-            state.save(checkpoint)
-    state.done = True
-    if checkpoint is not None:
-        state.save(checkpoint)
-    return state
+def _kept_chunks(replay: Replay, total: int, n_layers: int, start: int) -> Chunks:
+    """Chunks `start` … `total` − 1 as an earlier pass kept them: the same non-zeros, bit for
+    bit, without the model."""
+    for k in range(start, total):
+        nz, end = replay.read(k, n_layers)
+        yield nz, end, nz.n_tokens, 0
 
 
 def stream_statistics(
