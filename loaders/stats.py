@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 from safetensors.numpy import load_file as load_np
@@ -201,6 +202,64 @@ def merge_top(cur: dict[str, Tensor], cand: dict[str, Tensor], windows: Windows 
         t[:, cols] = out
 
 
+@numba.njit(cache=True, nogil=True)
+def _insert_top(tops, offset, entries, around):
+    """`merge_top` of one layer's counted non-zeros of a batch, on the CPU, in place.
+
+    `tops`: the statistics' `TOP_FIELDS` arrays ((k, g) and (k, g, 2w + 1)), the layer's
+    features from `offset`. `entries`: (starts, pos, idx, val), window r's entries at
+    [starts[r], starts[r + 1]), positions ascending. `around`: the batch's (keys, ids,
+    attention mask) and the layer's (pre, on), as `_Accumulator._merge_top` reads them. Per
+    (window, feature) the maximum and its first position are found among the entries at least
+    the feature's k-th value, then inserted by (activation descending, window key ascending):
+    the order `merge_top` sorts by, so the result is the same, bit for bit.
+    """
+    top_val, top_key, top_pos, top_tok, top_act = tops
+    starts, pos, idx, val = entries
+    keys, ids, attn, pre, on = around
+    k, n_feat, T = top_val.shape[0], pre.shape[2], pre.shape[1]
+    w = top_tok.shape[2] // 2
+    peak = np.empty(n_feat, np.float32)
+    first = np.empty(n_feat, np.int64)
+    seen = np.full(n_feat, -1, np.int64)  # the window whose candidate peak[f] holds
+    touched = np.empty(n_feat, np.int64)
+    for r in range(len(starts) - 1):
+        n_touched = 0
+        for e in range(starts[r], starts[r + 1]):
+            f, v = idx[e], val[e]
+            if v < top_val[k - 1, offset + f]:
+                continue
+            if seen[f] != r:
+                seen[f] = r
+                peak[f], first[f] = v, pos[e]
+                touched[n_touched] = f
+                n_touched += 1
+            elif v > peak[f]:
+                peak[f], first[f] = v, pos[e]
+        key = keys[r]
+        for q in range(n_touched):
+            f = touched[q]
+            g, v = offset + f, peak[f]
+            slot = 0
+            while slot < k and (top_val[slot, g] > v or (top_val[slot, g] == v and top_key[slot, g] < key)):
+                slot += 1
+            if slot == k:
+                continue
+            for s in range(k - 1, slot, -1):
+                top_val[s, g], top_key[s, g], top_pos[s, g] = top_val[s - 1, g], top_key[s - 1, g], top_pos[s - 1, g]
+                top_tok[s, g, :] = top_tok[s - 1, g, :]
+                top_act[s, g, :] = top_act[s - 1, g, :]
+            top_val[slot, g], top_key[slot, g], top_pos[slot, g] = v, key, first[f]
+            for c in range(2 * w + 1):  # as `_Accumulator._merge_top`'s windows, −0.0 included
+                at = first[f] + c - w
+                ac = min(max(at, 0), T - 1)
+                a = pre[r, ac, f] if on[r, ac, f] else np.float32(0.0)
+                if at == ac and attn[r, ac] != 0:
+                    top_tok[slot, g, c], top_act[slot, g, c] = ids[r, ac], a
+                else:
+                    top_tok[slot, g, c], top_act[slot, g, c] = -1, a * np.float32(0.0)
+
+
 @dataclass(frozen=True)
 class PassSpec:
     """What a pass accumulates: a recipe for its fresh state, made on the device that runs it."""
@@ -305,6 +364,9 @@ class PassState:
 class _Accumulator:
     """Applies steps 1–5 of the module docstring, batch by batch, chunk by chunk."""
 
+    top_kernel = True
+    """Top-k examples on the CPU by `_insert_top` (else by the torch code a GPU runs: the same result)."""
+
     def __init__(self, model: HookedModel, d: Dictionary, state: PassState):
         self.model, self.d, self.state = model, d, state
         self.sites: list[tuple[int, Site]] = [(l, d.read_site) for l in d.layers]
@@ -395,6 +457,13 @@ class _Accumulator:
         Only entries at least the feature's current k-th value can enter; per (window, feature)
         the maximum and its first position are found among those, and merged.
         """
+        if self.top_kernel and pre.device.type == "cpu" and pre.dtype == torch.float32:
+            tops = tuple(self.dev[n].numpy() for n in TOP_FIELDS)  # the statistics' own arrays on the CPU
+            starts = np.searchsorted(row.numpy(), np.arange(len(batch.keys) + 1))
+            entries = (starts, pos.numpy(), idx.numpy(), val.numpy())
+            around = tuple(t.numpy() for t in (batch.keys, batch.input_ids, batch.attention_mask, pre, on))
+            _insert_top(tops, offset, entries, around)
+            return
         F, w = self.d.n_features, self.state.stats.window  # type: ignore[union-attr]
         cur = {n: self.dev[n][:, offset : offset + F] for n in TOP_FIELDS}
         contender = val >= cur["top_val"][-1][idx]

@@ -11,7 +11,16 @@ import torch
 
 from loaders.corpus import Corpus, batches, read_documents
 from loaders.pairs import DenseBlocks, SparsePairs
-from loaders.stats import HIST_EDGES, TOP_FIELDS, FeatureStats, PassState, StatsConfig, stream_pass, stream_statistics
+from loaders.stats import (
+    HIST_EDGES,
+    TOP_FIELDS,
+    FeatureStats,
+    PassState,
+    StatsConfig,
+    _Accumulator,
+    stream_pass,
+    stream_statistics,
+)
 from tests.factories import random_dictionary, tiny_model, write_corpus
 
 RTOL = 1e-5
@@ -212,6 +221,35 @@ def test_merged_shards_equal_one_pass(tmp_path: Path) -> None:
     t.top_val[:, 0], t.top_key[:, 0] = [3.0, 2.0], [10, 9]
     t.merge(s)
     assert t.top_val[:, 0].tolist() == [3.0, 3.0] and t.top_key[:, 0].tolist() == [10, 50]
+
+
+@pytest.mark.parametrize("activation,window", [("relu", 2), ("jumprelu", 3), ("topk", 0)])
+def test_top_examples_kernel_equals_the_torch_route(tmp_path: Path, monkeypatch, activation, window) -> None:
+    """The CPU's top-k kernel and the torch code a GPU runs keep the same examples, bit for bit
+    (signed zeros past a window's ends included), over a corpus whose repeated documents give
+    exact ties that only the window key orders."""
+    model = tiny_model("llama")
+    d = random_dictionary(model, "clt", activation=activation)
+    if activation == "jumprelu":  # thresholds below zero: negative activations inside the windows
+        for l in d.layers:
+            d.activation[l].threshold.sub_(0.3)  # type: ignore[union-attr]
+    path = write_corpus(tmp_path / "c.txt", n_docs=50, seed=1)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + lines[:20] + lines[5:10]) + "\n")
+    cfg = StatsConfig(batch_tokens=40, chunk_tokens=90, context=CONTEXT, top_k=3, window=window)
+    kernel = stream_statistics(model, d, Corpus(path), cfg).stats
+    monkeypatch.setattr(_Accumulator, "top_kernel", False)
+    torch_route = stream_statistics(model, d, Corpus(path), cfg).stats
+    assert kernel is not None and torch_route is not None
+    for name in TOP_FIELDS:
+        a, b = getattr(kernel, name), getattr(torch_route, name)
+        assert a.dtype == b.dtype and np.array_equal(a.view(f"i{a.itemsize}"), b.view(f"i{b.itemsize}")), name
+    full = np.isfinite(kernel.top_val).all(0)
+    assert full.mean() > 0.5, "most features should have k examples: the merge was exercised"
+    top, second = kernel.top_val[0], kernel.top_val[1]
+    assert (top[full] == second[full]).any(), "the repeated documents should make exact ties"
+    if activation == "jumprelu":
+        assert (np.signbit(kernel.top_act) & (kernel.top_act == 0)).any(), "a −0.0 past a window's end"
 
 
 def test_budget_batches_pad_little(tmp_path: Path) -> None:
