@@ -9,6 +9,8 @@ One chunk of random non-zeros (`--l0` active features per layer and token, value
 - ``scatter``: `DenseBlocks.add(backend="scatter")`, what collect runs on the CPU;
 - ``scatter, 1 thread``: the same with numba limited to one thread (how far two threads help);
 - ``scatter, C alone``: the same into blocks of C without I, as a plan with an I pass keeps them;
+- ``…, one lane``: those two with a token's targets updated one at a time, as on a CPU without
+  AVX-512 (where the CPU has it, the scatter does 16 at a time: `loaders.pairs._VECTOR`);
 - ``previous scatter``: the kernel collect ran before this one, kept here to measure against:
   the same loop over token-major lists of every layer, without prefetches, into C and I
   allocated apart by torch;
@@ -35,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from loaders import pairs
 from loaders.pairs import DenseBlocks, KeptPairs, NonZeros
 
 
@@ -113,6 +116,16 @@ def main() -> None:
         finally:
             numba.set_num_threads(before)
 
+    def one_lane(blocks: DenseBlocks) -> Callable[[], None]:
+        def run() -> None:
+            before, pairs._VECTOR = pairs._VECTOR, False
+            try:
+                blocks.add(nz, backend="scatter")
+            finally:
+                pairs._VECTOR = before
+
+        return run
+
     previous()
     spmm_tokens = min(n, 2048)
     head = first_tokens(nz, spmm_tokens)
@@ -123,6 +136,8 @@ def main() -> None:
         "scatter": best_of(lambda: db.add(nz, backend="scatter")) / n,
         "scatter, 1 thread": best_of(one_thread, repeats=1) / n,
         "scatter, C alone": best_of(lambda: alone.add(nz, backend="scatter")) / n,
+        "scatter, one lane": best_of(one_lane(db)) / n,
+        "C alone, one lane": best_of(one_lane(alone)) / n,
         "previous scatter": previous.seconds / n,  # type: ignore[attr-defined]
         "sparse x dense": best_of(lambda: db.add(head, backend="spmm"), repeats=1) / spmm_tokens,
         "dense GEMM": best_of(lambda: block.addmm_(dense.T, dense), repeats=1) / gemm_tokens * len(blocks),

@@ -39,6 +39,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -212,13 +213,67 @@ def _prefetch(typingctx, array, i):
     return types.void(array, types.intp), codegen
 
 
+_LANES = 16  # pair updates per vector gather and scatter (one 512-bit register of float32)
+_VECTOR = "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+"""Whether `_scatter` updates 16 targets of a token at once: where the CPU has AVX-512's gather
+and scatter (elsewhere LLVM would emulate them one lane at a time)."""
+
+
+@intrinsic
+def _add_lanes(typingctx, C_row, I_row, index, value, r, a):
+    """C_row[t] += a · value[k] and, unless `I_row` is None, I_row[t] += a, for the 16 lanes
+    k = r … r + 15, t = index[k] (distinct): both rows gathered, then both scattered, each lane
+    rounded as a scalar loop rounds it."""
+    if not isinstance(C_row, types.Array) or not isinstance(index, types.Array):
+        return None
+    with_i = not isinstance(I_row, types.NoneType)
+
+    def codegen(context, builder, signature, args):
+        C_ty, I_ty, index_ty, value_ty = signature.args[:4]
+        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+        vf, vi, vp = ir.VectorType(f32, _LANES), ir.VectorType(i64, _LANES), ir.VectorType(f32.as_pointer(), _LANES)
+        zeros = ir.Constant(ir.VectorType(i32, _LANES), [0] * _LANES)
+
+        def splat(x, vec):
+            one = builder.insert_element(ir.Constant(vec, None), x, i32(0))
+            return builder.shuffle_vector(one, ir.Constant(vec, None), zeros)
+
+        def lanes(ty, arr, elem):  # 16 consecutive values from arr[r]
+            array = context.make_array(ty)(context, builder, arr)
+            ptr = cgutils.get_item_pointer(context, builder, ty, array, [args[4]])
+            return builder.load(builder.bitcast(ptr, ir.VectorType(elem, _LANES).as_pointer()), align=4)
+
+        def pointers(ty, row):  # &row[t] for the lanes' targets t
+            base = builder.ptrtoint(context.make_array(ty)(context, builder, row).data, i64)
+            return builder.inttoptr(builder.add(splat(base, vi), offsets), vp)
+
+        offsets = builder.shl(builder.sext(lanes(index_ty, args[2], i32), vi), ir.Constant(vi, [2] * _LANES))
+        mask = ir.Constant(ir.VectorType(ir.IntType(1), _LANES), [1] * _LANES)
+        gather = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vf, [vp, i32, mask.type, vf]), "llvm.masked.gather.v16f32.v16p0"
+        )
+        scatter = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vf, vp, i32, mask.type]), "llvm.masked.scatter.v16f32.v16p0"
+        )
+        a = splat(args[5], vf)
+        rows = [(pointers(C_ty, args[0]), builder.fmul(a, lanes(value_ty, args[3], f32)))]
+        if with_i:
+            rows.append((pointers(I_ty, args[1]), a))
+        old = [builder.call(gather, [ptrs, i32(4), mask, ir.Constant(vf, None)]) for ptrs, _ in rows]
+        for (ptrs, add), before in zip(rows, old, strict=True):
+            builder.call(scatter, [builder.fadd(before, add), ptrs, i32(4), mask])
+        return context.get_dummy_value()
+
+    return types.void(C_row, I_row, index, value, types.intp, types.float32), codegen
+
+
 _LINE = 16  # float32 / int32 values per 64-byte cache line
 _AHEAD = 8  # tokens ahead whose target lists are prefetched
 _ROW_LINES = 4  # lines of the next row pair prefetched per token of this one
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _scatter(C, I, slot_j, ptr, index, value, src_start, src_end, src_tok, src_val, src_layer, src_index):
+def _scatter(C, I, slot_j, ptr, index, value, src_start, src_end, src_tok, src_val, src_layer, src_index, lanes):
     """C[b, s, t] += a_s a_t and I[b, s, t] += a_s for every co-active pair with targets on one
     dictionary layer j, whose non-zeros are layer-major: token τ's are ptr[τ] … ptr[τ + 1].
     `I` None: C alone (numba compiles that variant without I's loads and stores).
@@ -227,7 +282,8 @@ def _scatter(C, I, slot_j, ptr, index, value, src_start, src_end, src_tok, src_v
     [src_start[q], src_end[q]) (feature-major, tokens ascending). Each row pair (C[b, s], I[b, s])
     has one owner, and its updates run in token order whatever the thread count. What keeps the
     walk fast: layer j's target lists alone (a chunk's worth fits in L3) with those of the tokens
-    `_AHEAD` prefetched, and the next row pair prefetched while this one is updated.
+    `_AHEAD` prefetched, and the next row pair prefetched while this one is updated; with
+    `lanes` (`_VECTOR`), a token's targets 16 at a time by AVX-512's gather and scatter.
     """
     F, n = C.shape[2], len(src_layer)
     for q in numba.prange(n):
@@ -255,13 +311,21 @@ def _scatter(C, I, slot_j, ptr, index, value, src_start, src_end, src_tok, src_v
                     _prefetch(index, r)
                     _prefetch(value, r)
             tok, a = src_tok[p], src_val[p]
+            rest, end = ptr[tok], ptr[tok + 1]
+            if lanes:  # a token's targets are distinct: 16 at a time, the rest one by one
+                while rest + _LANES <= end:
+                    if I is not None:
+                        _add_lanes(C_row, I_row, index, value, rest, a)
+                    else:
+                        _add_lanes(C_row, None, index, value, rest, a)
+                    rest += _LANES
             if I is not None:
-                for r in range(ptr[tok], ptr[tok + 1]):
+                for r in range(rest, end):
                     t = index[r]
                     C_row[t] += a * value[r]
                     I_row[t] += a
             else:
-                for r in range(ptr[tok], ptr[tok + 1]):
+                for r in range(rest, end):
                     C_row[index[r]] += a * value[r]
 
 
@@ -362,7 +426,7 @@ class DenseBlocks:
         C, I = self.C.numpy(), None if self.I is None else self.I.numpy()
         for j in sorted({j for _, j in self.blocks}):  # one target layer's lists in cache at a time
             ptr, index, value = _layer_lists(nz.layer_ptr, nz.index, nz.value, j)
-            _scatter(C, I, np.ascontiguousarray(self.slot[:, j]), ptr, index, value, *sources)
+            _scatter(C, I, np.ascontiguousarray(self.slot[:, j]), ptr, index, value, *sources, _VECTOR)
 
     def _add_spmm(self, nz: NonZeros) -> None:
         """C_ij += A_iᵀ A_j and I_ij += A_iᵀ 1(A_j > 0) (if kept) with A_iᵀ sparse (CSR) and A_j dense:

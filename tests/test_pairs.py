@@ -54,10 +54,11 @@ def test_dense_blocks_equal_brute_force(backend: str) -> None:
 
 def test_scatter_is_bit_identical_to_token_order_float32_and_to_one_thread() -> None:
     """Each row's updates run in token order, so the CPU scatter equals a plain float32 loop in that
-    order bit for bit, on any thread count (and rows of several cache lines exercise the prefetches)."""
+    order bit for bit, on any thread count (rows of several cache lines exercise the prefetches,
+    and tokens' lists of 16 targets and more the vector lanes, where the CPU has them)."""
     import numba
 
-    L, F = 3, 70
+    L, F = 3, 200
     blocks = ((0, 1), (0, 2), (1, 2))
     nz, A = random_chunk(60, L, F, 0.2, seed=4)
     A32 = A.astype(np.float32)
@@ -82,6 +83,7 @@ def test_scatter_is_bit_identical_to_token_order_float32_and_to_one_thread() -> 
             C, I = acc.block(i, j)
             assert np.array_equal(C.numpy(), C_ref) and np.array_equal(I.numpy(), I_ref)
         assert (C_ref > 0).sum() > F
+    assert (A32[:, 1:] > 0).sum(-1).max() > 2 * 16  # lists of two full vectors of targets and a rest
 
 
 def test_sparse_pairs_equal_brute_force_and_merge() -> None:
@@ -121,7 +123,7 @@ def test_block_plan_fits_the_budget() -> None:
 
 @pytest.mark.parametrize("backend", ["scatter", "spmm"])
 def test_c_alone_equals_the_c_of_c_and_i(backend: str) -> None:
-    L, F = 4, 40
+    L, F = 4, 120
     blocks = ((0, 1), (0, 3), (2, 3))
     both, alone = DenseBlocks(L, F, blocks), DenseBlocks(L, F, blocks, with_i=False)
     for seed in range(3):
