@@ -203,6 +203,41 @@ def merge_top(cur: dict[str, Tensor], cand: dict[str, Tensor], windows: Windows 
 
 
 @numba.njit(cache=True, nogil=True)
+def _counted(pre, on, mask):
+    """(row, pos, idx, val) where `on`, `mask` and pre > 0 (the counted non-zeros: a > 0 and
+    a JumpReLU threshold may be negative), row-major as ``nonzero`` orders them, on the CPU."""
+    R, T, F = pre.shape
+    n = 0
+    for r in range(R):
+        for t in range(T):
+            if mask[r, t]:
+                for f in range(F):
+                    n += on[r, t, f]
+    row, pos, idx, val = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32)
+    m = 0
+    for r in range(R):
+        for t in range(T):
+            if mask[r, t]:
+                for f in range(F):
+                    if on[r, t, f] and pre[r, t, f] > 0:
+                        row[m], pos[m], idx[m], val[m] = r, t, f, pre[r, t, f]
+                        m += 1
+    return row[:m], pos[:m], idx[:m], val[:m]
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_statistics(count, total, peak, hist, edges, offset, idx, val):
+    """Step 2 for one layer's counted non-zeros, in their order (as `_Accumulator._feature_stats`
+    adds them: the float64 sums are the same bits)."""
+    for e in range(len(idx)):
+        g, v = offset + idx[e], val[e]
+        count[g] += 1
+        total[g] += np.float64(v)
+        peak[g] = max(peak[g], v)
+        hist[g, np.searchsorted(edges, v)] += 1
+
+
+@numba.njit(cache=True, nogil=True)
 def _insert_top(tops, offset, entries, around):
     """`merge_top` of one layer's counted non-zeros of a batch, on the CPU, in place.
 
@@ -364,8 +399,10 @@ class PassState:
 class _Accumulator:
     """Applies steps 1–5 of the module docstring, batch by batch, chunk by chunk."""
 
-    top_kernel = True
-    """Top-k examples on the CPU by `_insert_top` (else by the torch code a GPU runs: the same result)."""
+    cpu_kernels = True
+    """On the CPU, the counted non-zeros, their statistics and top-k examples by numba kernels
+    (`_counted`, `_add_statistics`, `_insert_top`); else by the torch code a GPU runs, which
+    gives the same bits."""
 
     def __init__(self, model: HookedModel, d: Dictionary, state: PassState):
         self.model, self.d, self.state = model, d, state
@@ -413,10 +450,13 @@ class _Accumulator:
         parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         for i, l in enumerate(d.layers):
             pre, on = d.encode_support(l, store[(l, d.read_site)][0])  # (batch, pos, feature) each
-            row, pos, idx = on.nonzero(as_tuple=True)  # row-major: tokens ascending
-            val = pre[row, pos, idx].float()  # a = pre there
-            counted = mask[row, pos] & (val > 0)  # a > 0 (a JumpReLU threshold may be negative)
-            row, pos, idx, val = row[counted], pos[counted], idx[counted], val[counted]
+            if self.cpu_kernels and pre.device.type == "cpu" and pre.dtype == torch.float32:
+                row, pos, idx, val = (torch.from_numpy(a) for a in _counted(pre.numpy(), on.numpy(), mask.numpy()))
+            else:
+                row, pos, idx = on.nonzero(as_tuple=True)  # row-major: tokens ascending
+                val = pre[row, pos, idx].float()  # a = pre there
+                counted = mask[row, pos] & (val > 0)  # a > 0 (a JumpReLU threshold may be negative)
+                row, pos, idx, val = row[counted], pos[counted], idx[counted], val[counted]
             if stats is not None:
                 self._feature_stats(i * F, idx, val)
                 self._merge_top(i * F, pre, on, batch, row, pos, idx, val)
@@ -439,6 +479,10 @@ class _Accumulator:
 
     def _feature_stats(self, offset: int, idx: Tensor, val: Tensor) -> None:
         s, F = self.dev, self.d.n_features
+        if self.cpu_kernels and idx.device.type == "cpu":
+            arrays = (s["count"].numpy(), s["sum"].numpy(), s["max"].numpy(), s["hist"].numpy(), self.edges.numpy())
+            _add_statistics(*arrays, offset, idx.numpy(), val.numpy())
+            return
         g = idx + offset
         s["count"].index_add_(0, g, torch.ones_like(g))
         s["sum"].index_add_(0, g, val.double())
@@ -457,7 +501,7 @@ class _Accumulator:
         Only entries at least the feature's current k-th value can enter; per (window, feature)
         the maximum and its first position are found among those, and merged.
         """
-        if self.top_kernel and pre.device.type == "cpu" and pre.dtype == torch.float32:
+        if self.cpu_kernels and pre.device.type == "cpu" and pre.dtype == torch.float32:
             tops = tuple(self.dev[n].numpy() for n in TOP_FIELDS)  # the statistics' own arrays on the CPU
             starts = np.searchsorted(row.numpy(), np.arange(len(batch.keys) + 1))
             entries = (starts, pos.numpy(), idx.numpy(), val.numpy())

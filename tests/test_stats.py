@@ -224,10 +224,10 @@ def test_merged_shards_equal_one_pass(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("activation,window", [("relu", 2), ("jumprelu", 3), ("topk", 0)])
-def test_top_examples_kernel_equals_the_torch_route(tmp_path: Path, monkeypatch, activation, window) -> None:
-    """The CPU's top-k kernel and the torch code a GPU runs keep the same examples, bit for bit
-    (signed zeros past a window's ends included), over a corpus whose repeated documents give
-    exact ties that only the window key orders."""
+def test_cpu_kernels_equal_the_torch_route(tmp_path: Path, monkeypatch, activation, window) -> None:
+    """The CPU's kernels and the torch code a GPU runs give the same non-zeros, statistics and
+    top examples, bit for bit (signed zeros past a window's ends included), over a corpus whose
+    repeated documents give exact ties that only the window key orders."""
     model = tiny_model("llama")
     d = random_dictionary(model, "clt", activation=activation)
     if activation == "jumprelu":  # thresholds below zero: negative activations inside the windows
@@ -237,13 +237,18 @@ def test_top_examples_kernel_equals_the_torch_route(tmp_path: Path, monkeypatch,
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines + lines[:20] + lines[5:10]) + "\n")
     cfg = StatsConfig(batch_tokens=40, chunk_tokens=90, context=CONTEXT, top_k=3, window=window)
-    kernel = stream_statistics(model, d, Corpus(path), cfg).stats
-    monkeypatch.setattr(_Accumulator, "top_kernel", False)
-    torch_route = stream_statistics(model, d, Corpus(path), cfg).stats
-    assert kernel is not None and torch_route is not None
-    for name in TOP_FIELDS:
-        a, b = getattr(kernel, name), getattr(torch_route, name)
+    L, F = len(d.layers), d.n_features
+    blocks = tuple((i, j) for i in range(L) for j in range(i + 1, L))
+    kernels = stream_statistics(model, d, Corpus(path), cfg, DenseBlocks(L, F, blocks))
+    monkeypatch.setattr(_Accumulator, "cpu_kernels", False)
+    torch_route = stream_statistics(model, d, Corpus(path), cfg, DenseBlocks(L, F, blocks))
+    kernel, other = kernels.stats, torch_route.stats
+    assert kernel is not None and other is not None
+    for name in ("count", "sum", "max", "hist", *TOP_FIELDS):
+        a, b = getattr(kernel, name), getattr(other, name)
         assert a.dtype == b.dtype and np.array_equal(a.view(f"i{a.itemsize}"), b.view(f"i{b.itemsize}")), name
+    assert isinstance(kernels.pairs, DenseBlocks) and isinstance(torch_route.pairs, DenseBlocks)
+    assert torch.equal(kernels.pairs.C, torch_route.pairs.C) and torch.equal(kernels.pairs.I, torch_route.pairs.I)
     full = np.isfinite(kernel.top_val).all(0)
     assert full.mean() > 0.5, "most features should have k examples: the merge was exercised"
     top, second = kernel.top_val[0], kernel.top_val[1]
