@@ -13,8 +13,10 @@ Per chunk of windows (`loaders.corpus`), per batch (BOS / position 0 and padding
 5. collect the chunk's non-zeros (`loaders.pairs.NonZeros`); at the chunk's end they update
    the pair sums of this pass (`loaders.pairs`).
 
-Steps 2–4 run on the device; only the chunk's sparse non-zeros leave it. A pass over a later
-group of pair blocks (`--memory-budget`) skips steps 2–4.
+Steps 2–4 run on the device; only the chunk's sparse non-zeros leave it. On the CPU, the
+non-zeros, step 2 and step 3 are numba kernels (`_Accumulator.cpu_kernels`), the same bits as
+the torch code a GPU runs. A pass over a later group of pair blocks (`--memory-budget`) skips
+steps 2–4.
 
 The state is mergeable: `FeatureStats.merge` adds counts, sums, histograms and σ sums, takes
 maxima, and merges top-k by (activation descending, window key ascending), so merging the
