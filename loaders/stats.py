@@ -452,7 +452,7 @@ class _Accumulator:
         parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         for i, l in enumerate(d.layers):
             pre, on = d.encode_support(l, store[(l, d.read_site)][0])  # (batch, pos, feature) each
-            if self.cpu_kernels and pre.device.type == "cpu" and pre.dtype == torch.float32:
+            if self._kernels(pre):
                 row, pos, idx, val = (torch.from_numpy(a) for a in _counted(pre.numpy(), on.numpy(), mask.numpy()))
             else:
                 row, pos, idx = on.nonzero(as_tuple=True)  # row-major: tokens ascending
@@ -479,9 +479,13 @@ class _Accumulator:
             stats.windows += len(batch.keys)
         self.chunk_tokens += n
 
+    def _kernels(self, x: Tensor) -> bool:
+        """Whether a step on `x` runs as a numba kernel (`cpu_kernels`): x is on the CPU, in float32."""
+        return self.cpu_kernels and x.device.type == "cpu" and x.dtype == torch.float32
+
     def _feature_stats(self, offset: int, idx: Tensor, val: Tensor) -> None:
         s, F = self.dev, self.d.n_features
-        if self.cpu_kernels and idx.device.type == "cpu":
+        if self._kernels(val):
             arrays = (s["count"].numpy(), s["sum"].numpy(), s["max"].numpy(), s["hist"].numpy(), self.edges.numpy())
             _add_statistics(*arrays, offset, idx.numpy(), val.numpy())
             return
@@ -503,7 +507,7 @@ class _Accumulator:
         Only entries at least the feature's current k-th value can enter; per (window, feature)
         the maximum and its first position are found among those, and merged.
         """
-        if self.cpu_kernels and pre.device.type == "cpu" and pre.dtype == torch.float32:
+        if self._kernels(pre):
             tops = tuple(self.dev[n].numpy() for n in TOP_FIELDS)  # the statistics' own arrays on the CPU
             starts = np.searchsorted(row.numpy(), np.arange(len(batch.keys) + 1))
             entries = (starts, pos.numpy(), idx.numpy(), val.numpy())
@@ -599,8 +603,7 @@ class Replay:
 
     def write(self, k: int, nz: NonZeros, end: Cursor) -> bool:
         """Keep chunk k; False (and nothing kept) when the disk is too full to go on."""
-        if not self.root.exists():
-            self.root.mkdir(parents=True)
+        self.root.mkdir(parents=True, exist_ok=True)
         size = nz.layer_ptr.nbytes + nz.index.nbytes + nz.value.nbytes
         if shutil.disk_usage(self.root).free - size < self.keep_free:
             self.drop()
