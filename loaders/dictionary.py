@@ -98,6 +98,17 @@ class Activation:
         top = pre.topk(self.k, dim=-1)
         return torch.zeros_like(pre, dtype=torch.bool).scatter_(-1, top.indices, top.values > 0)
 
+    def gate(self, pre: Tensor) -> tuple[Tensor, Tensor]:
+        """(v, θ): the activations are ``where(v > θ, v, 0)`` with θ per feature (feature,), so a
+        kernel can read them from `v` without a support mask: `pre` and 0 (ReLU) or the thresholds
+        (JumpReLU); for TopK the activations themselves, made in `pre`, and −∞."""
+        if self.kind == "relu":
+            return pre, pre.new_zeros(pre.shape[-1])
+        if self.kind == "jumprelu":
+            assert self.threshold is not None
+            return pre, self.threshold.to(pre.dtype)
+        return self(pre), pre.new_full((pre.shape[-1],), -torch.inf)
+
 
 @dataclass
 class Dictionary:
@@ -154,13 +165,6 @@ class Dictionary:
     def encode(self, layer: int, x: Tensor) -> Tensor:
         """Feature activations (..., feature) from read-site activations (..., d_model)."""
         return self.activation[layer](self.pre_activation(layer, x))
-
-    def encode_support(self, layer: int, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(pre-activations, where the activations may be non-zero), both (..., feature):
-        ``encode(layer, x) == where(support, pre, 0)`` (`Activation.support`). The streaming pass
-        reads its non-zeros from these, which saves writing the activations as a third dense tensor."""
-        pre = self.pre_activation(layer, x)
-        return pre, self.activation[layer].support(pre)
 
     def decoder(self, layer: int, target: int) -> Tensor | None:
         """d_s^(target) for every feature of `layer`: (feature, d_model), or None."""

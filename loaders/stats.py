@@ -204,27 +204,34 @@ def merge_top(cur: dict[str, Tensor], cand: dict[str, Tensor], windows: Windows 
         t[:, cols] = out
 
 
-@numba.njit(cache=True, nogil=True)
-def _counted(pre, on, mask):
-    """(row, pos, idx, val) where `on`, `mask` and pre > 0 (the counted non-zeros: a > 0 and
-    a JumpReLU threshold may be negative), row-major as ``nonzero`` orders them, on the CPU."""
-    R, T, F = pre.shape
-    n = 0
-    for r in range(R):
-        for t in range(T):
-            if mask[r, t]:
-                for f in range(F):
-                    n += on[r, t, f]
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _counted(v, theta, mask):
+    """(row, pos, idx, val) of the counted non-zeros on the CPU, row-major as ``nonzero`` orders
+    them, from the activations ``where(v > θ, v, 0)`` (`Activation.gate`): where `mask` and
+    a > 0, which is v > max(θ, 0) (a JumpReLU threshold may be negative). On every core: one
+    walk counts each position's non-zeros, a second writes them at their offsets."""
+    R, T, F = v.shape
+    lo = np.maximum(theta, np.float32(0.0))
+    ends = np.zeros(R * T + 1, np.int64)
+    for q in numba.prange(R * T):
+        r, t = q // T, q % T
+        if mask[r, t]:
+            n = 0
+            for f in range(F):
+                n += v[r, t, f] > lo[f]
+            ends[q + 1] = n
+    ends = np.cumsum(ends)
+    n = ends[-1]
     row, pos, idx, val = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32)
-    m = 0
-    for r in range(R):
-        for t in range(T):
-            if mask[r, t]:
-                for f in range(F):
-                    if on[r, t, f] and pre[r, t, f] > 0:
-                        row[m], pos[m], idx[m], val[m] = r, t, f, pre[r, t, f]
-                        m += 1
-    return row[:m], pos[:m], idx[:m], val[:m]
+    for q in numba.prange(R * T):
+        r, t = q // T, q % T
+        m = ends[q]
+        if mask[r, t]:
+            for f in range(F):
+                if v[r, t, f] > lo[f]:
+                    row[m], pos[m], idx[m], val[m] = r, t, f, v[r, t, f]
+                    m += 1
+    return row, pos, idx, val
 
 
 @numba.njit(cache=True, nogil=True)
@@ -246,15 +253,16 @@ def _insert_top(tops, offset, entries, around):
     `tops`: the statistics' `TOP_FIELDS` arrays ((k, g) and (k, g, 2w + 1)), the layer's
     features from `offset`. `entries`: (starts, pos, idx, val), window r's entries at
     [starts[r], starts[r + 1]), positions ascending. `around`: the batch's (keys, ids,
-    attention mask) and the layer's (pre, on), as `_Accumulator._merge_top` reads them. Per
+    attention mask) and the layer's (x, θ) of `Activation.gate`: the activations are
+    ``where(x > θ, x, 0)``, which `_Accumulator._merge_top` reads from (pre, on). Per
     (window, feature) the maximum and its first position are found among the entries at least
     the feature's k-th value, then inserted by (activation descending, window key ascending):
     the order `merge_top` sorts by, so the result is the same, bit for bit.
     """
     top_val, top_key, top_pos, top_tok, top_act = tops
     starts, pos, idx, val = entries
-    keys, ids, attn, pre, on = around
-    k, n_feat, T = top_val.shape[0], pre.shape[2], pre.shape[1]
+    keys, ids, attn, x, theta = around
+    k, n_feat, T = top_val.shape[0], x.shape[2], x.shape[1]
     w = top_tok.shape[2] // 2
     peak = np.empty(n_feat, np.float32)
     first = np.empty(n_feat, np.int64)
@@ -290,7 +298,7 @@ def _insert_top(tops, offset, entries, around):
             for c in range(2 * w + 1):  # as `_Accumulator._merge_top`'s windows, −0.0 included
                 at = first[f] + c - w
                 ac = min(max(at, 0), T - 1)
-                a = pre[r, ac, f] if on[r, ac, f] else np.float32(0.0)
+                a = x[r, ac, f] if x[r, ac, f] > theta[f] else np.float32(0.0)
                 if at == ac and attn[r, ac] != 0:
                     top_tok[slot, g, c], top_act[slot, g, c] = ids[r, ac], a
                 else:
@@ -451,17 +459,21 @@ class _Accumulator:
         F = d.n_features
         parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
         for i, l in enumerate(d.layers):
-            pre, on = d.encode_support(l, store[(l, d.read_site)][0])  # (batch, pos, feature) each
+            pre = d.pre_activation(l, store[(l, d.read_site)][0])  # (batch, pos, feature)
+            # the activations are not made: they are where(gate, pre, 0), or on the CPU's kernels
+            # where(pre > gate, pre, 0) with a threshold per feature, which needs no support mask
             if self._kernels(pre):
-                row, pos, idx, val = (torch.from_numpy(a) for a in _counted(pre.numpy(), on.numpy(), mask.numpy()))
+                pre, gate = d.activation[l].gate(pre)
+                row, pos, idx, val = (torch.from_numpy(a) for a in _counted(pre.numpy(), gate.numpy(), mask.numpy()))
             else:
-                row, pos, idx = on.nonzero(as_tuple=True)  # row-major: tokens ascending
+                gate = d.activation[l].support(pre)
+                row, pos, idx = gate.nonzero(as_tuple=True)  # row-major: tokens ascending
                 val = pre[row, pos, idx].float()  # a = pre there
                 counted = mask[row, pos] & (val > 0)  # a > 0 (a JumpReLU threshold may be negative)
                 row, pos, idx, val = row[counted], pos[counted], idx[counted], val[counted]
             if stats is not None:
                 self._feature_stats(i * F, idx, val)
-                self._merge_top(i * F, pre, on, batch, row, pos, idx, val)
+                self._merge_top(i * F, pre, gate, batch, row, pos, idx, val)
             tok = token_of[row, pos] + self.chunk_tokens
             parts.append((tok.cpu().numpy(), i, idx.int().cpu().numpy(), val.cpu().numpy()))
         self.parts.append(NonZeros.token_major(parts, len(d.layers)))
@@ -499,10 +511,11 @@ class _Accumulator:
         s["hist"][offset : offset + F].view(-1).index_add_(0, cells, torch.ones_like(cells))
 
     def _merge_top(
-        self, offset: int, pre: Tensor, on: Tensor, batch: Batch, row: Tensor, pos: Tensor, idx: Tensor, val: Tensor
+        self, offset: int, pre: Tensor, gate: Tensor, batch: Batch, row: Tensor, pos: Tensor, idx: Tensor, val: Tensor
     ) -> None:
         """Step 3 for one layer's features from its counted non-zeros (row, pos, idx, val); the
-        activations are `pre` where `on`, else 0 (`Dictionary.encode_support`).
+        activations are ``where(gate, pre, 0)`` (`Activation.support`), or on the CPU's kernels
+        ``where(pre > gate, pre, 0)`` (`Activation.gate`: a threshold per feature).
 
         Only entries at least the feature's current k-th value can enter; per (window, feature)
         the maximum and its first position are found among those, and merged.
@@ -511,7 +524,7 @@ class _Accumulator:
             tops = tuple(self.dev[n].numpy() for n in TOP_FIELDS)  # the statistics' own arrays on the CPU
             starts = np.searchsorted(row.numpy(), np.arange(len(batch.keys) + 1))
             entries = (starts, pos.numpy(), idx.numpy(), val.numpy())
-            around = tuple(t.numpy() for t in (batch.keys, batch.input_ids, batch.attention_mask, pre, on))
+            around = tuple(t.numpy() for t in (batch.keys, batch.input_ids, batch.attention_mask, pre, gate))
             _insert_top(tops, offset, entries, around)
             return
         F, w = self.d.n_features, self.state.stats.window  # type: ignore[union-attr]
@@ -547,7 +560,7 @@ class _Accumulator:
             valid = (where >= 0) & (where < T) & attn[r, wc].bool()
             return {
                 "top_tok": torch.where(valid, ids[r, wc], -1),
-                "top_act": torch.where(on[r, wc, f], pre[r, wc, f], 0.0).float() * valid,
+                "top_act": torch.where(gate[r, wc, f], pre[r, wc, f], 0.0).float() * valid,
             }
 
         cand = {"top_val": cand_val, "top_key": batch.keys.to(dev)[:, None].expand(-1, len(live)), "top_pos": p}

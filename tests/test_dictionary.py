@@ -129,6 +129,8 @@ def test_support_gives_the_activations(kind: str) -> None:
     on = act.support(pre)
     assert on.dtype == torch.bool and torch.equal(torch.where(on, pre, 0.0), a)
     assert bool((on | (a <= 0)).all()) and bool((a[~on] == 0).all())
+    v, theta = act.gate(pre.clone())  # the kernels' form: a threshold per feature, no mask
+    assert theta.shape == (64,) and torch.equal(torch.where(v > theta, v, 0.0), a)
     if kind != "jumprelu":
         assert torch.equal(on, a > 0)
     else:
