@@ -234,20 +234,26 @@ def _counted(v, theta, mask):
     return row, pos, idx, val
 
 
-@numba.njit(cache=True, nogil=True)
-def _add_statistics(count, total, peak, hist, edges, offset, idx, val):
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _add_statistics(count, total, peak, hist, edges, layer, idx, val, parts):
     """Step 2 for one layer's counted non-zeros, in their order (as `_Accumulator._feature_stats`
-    adds them: the float64 sums are the same bits)."""
-    for e in range(len(idx)):
-        g, v = offset + idx[e], val[e]
-        count[g] += 1
-        total[g] += np.float64(v)
-        peak[g] = max(peak[g], v)
-        hist[g, np.searchsorted(edges, v)] += 1
+    adds them: the float64 sums are the same bits). `layer`: (offset, features) of the layer's
+    features in the statistics. In `parts` threads, each its own features."""
+    offset, n_feat = layer
+    for part in numba.prange(parts):
+        lo, hi = part * n_feat // parts, (part + 1) * n_feat // parts
+        for e in range(len(idx)):
+            f, v = idx[e], val[e]
+            if lo <= f < hi:
+                g = offset + f
+                count[g] += 1
+                total[g] += np.float64(v)
+                peak[g] = max(peak[g], v)
+                hist[g, np.searchsorted(edges, v)] += 1
 
 
-@numba.njit(cache=True, nogil=True)
-def _insert_top(tops, offset, entries, around):
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _insert_top(tops, offset, entries, around, parts):
     """`merge_top` of one layer's counted non-zeros of a batch, on the CPU, in place.
 
     `tops`: the statistics' `TOP_FIELDS` arrays ((k, g) and (k, g, 2w + 1)), the layer's
@@ -257,8 +263,17 @@ def _insert_top(tops, offset, entries, around):
     ``where(x > θ, x, 0)``, which `_Accumulator._merge_top` reads from (pre, on). Per
     (window, feature) the maximum and its first position are found among the entries at least
     the feature's k-th value, then inserted by (activation descending, window key ascending):
-    the order `merge_top` sorts by, so the result is the same, bit for bit.
+    the order `merge_top` sorts by, so the result is the same, bit for bit. In `parts` threads,
+    each its own features.
     """
+    n_feat = around[3].shape[2]
+    for part in numba.prange(parts):
+        _insert_top_of(tops, offset, entries, around, part * n_feat // parts, (part + 1) * n_feat // parts)
+
+
+@numba.njit(cache=True, nogil=True)
+def _insert_top_of(tops, offset, entries, around, lo, hi):
+    """`_insert_top` for the layer's features [lo, hi)."""
     top_val, top_key, top_pos, top_tok, top_act = tops
     starts, pos, idx, val = entries
     keys, ids, attn, x, theta = around
@@ -272,7 +287,7 @@ def _insert_top(tops, offset, entries, around):
         n_touched = 0
         for e in range(starts[r], starts[r + 1]):
             f, v = idx[e], val[e]
-            if v < top_val[k - 1, offset + f]:
+            if f < lo or f >= hi or v < top_val[k - 1, offset + f]:
                 continue
             if seen[f] != r:
                 seen[f] = r
@@ -499,7 +514,7 @@ class _Accumulator:
         s, F = self.dev, self.d.n_features
         if self._kernels(val):
             arrays = (s["count"].numpy(), s["sum"].numpy(), s["max"].numpy(), s["hist"].numpy(), self.edges.numpy())
-            _add_statistics(*arrays, offset, idx.numpy(), val.numpy())
+            _add_statistics(*arrays, (offset, F), idx.numpy(), val.numpy(), numba.get_num_threads())
             return
         g = idx + offset
         s["count"].index_add_(0, g, torch.ones_like(g))
@@ -525,7 +540,7 @@ class _Accumulator:
             starts = np.searchsorted(row.numpy(), np.arange(len(batch.keys) + 1))
             entries = (starts, pos.numpy(), idx.numpy(), val.numpy())
             around = tuple(t.numpy() for t in (batch.keys, batch.input_ids, batch.attention_mask, pre, gate))
-            _insert_top(tops, offset, entries, around)
+            _insert_top(tops, offset, entries, around, numba.get_num_threads())
             return
         F, w = self.d.n_features, self.state.stats.window  # type: ignore[union-attr]
         cur = {n: self.dev[n][:, offset : offset + F] for n in TOP_FIELDS}
