@@ -46,7 +46,9 @@ def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
         f.write(struct.pack("<Q", len(text)))
         f.write(text)
         for a in arrays.values():
-            np.ascontiguousarray(a).tofile(f)
+            # a strided view (C of C and I side by side) is copied one slice at a time, not whole
+            for part in [a] if a.flags.c_contiguous or a.ndim < 2 else a:
+                np.ascontiguousarray(part).tofile(f)
     os.replace(tmp, path)
 
 

@@ -213,97 +213,107 @@ def _prefetch(typingctx, array, i):
     return types.void(array, types.intp), codegen
 
 
-_LANES = 16  # pair updates per vector gather and scatter (one 512-bit register of float32)
+_LANES = 16  # float32 values in one 512-bit register
 _VECTOR = "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
-"""Whether `_scatter` updates 16 targets of a token at once: where the CPU has AVX-512's gather
-and scatter (elsewhere LLVM would emulate them one lane at a time)."""
+"""Whether `_scatter` updates several targets of a token at once: where the CPU has AVX-512's
+gather and scatter (elsewhere LLVM would emulate them one lane at a time)."""
 
 
 @intrinsic
-def _add_lanes(typingctx, C_row, I_row, index, value, r, a):
-    """C_row[t] += a · value[k] and, unless `I_row` is None, I_row[t] += a, for the 16 lanes
-    k = r … r + 15, t = index[k] (distinct): both rows gathered, then both scattered, each lane
-    rounded as a scalar loop rounds it."""
-    if not isinstance(C_row, types.Array) or not isinstance(index, types.Array):
+def _add_lanes(typingctx, row, index, value, r, a):
+    """One vector gather, add and scatter for the targets t = index[k], k = r … (distinct),
+    each lane rounded as a scalar loop rounds it:
+
+    - `row` float32 (F,), C alone: row[t] += a · value[k] for 16 lanes;
+    - `row` float32 (F, 2), C and I side by side: row[t] += (a · value[k], a) for 8 lanes, one
+      64-bit lane a pair, so C and I of a pair are one element of one cache line.
+    """
+    if not isinstance(row, types.Array) or not isinstance(index, types.Array):
         return None
-    with_i = not isinstance(I_row, types.NoneType)
+    pairs = row.ndim == 2
 
     def codegen(context, builder, signature, args):
-        C_ty, I_ty, index_ty, value_ty = signature.args[:4]
+        row_ty, index_ty, value_ty = signature.args[:3]
         f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
-        vf, vi, vp = ir.VectorType(f32, _LANES), ir.VectorType(i64, _LANES), ir.VectorType(f32.as_pointer(), _LANES)
-        zeros = ir.Constant(ir.VectorType(i32, _LANES), [0] * _LANES)
+        n, elem = (_LANES // 2, i64) if pairs else (_LANES, f32)
+        vf, vi = ir.VectorType(f32, n), ir.VectorType(i64, n)
+        ve, vp = ir.VectorType(elem, n), ir.VectorType(elem.as_pointer(), n)
 
         def splat(x, vec):
             one = builder.insert_element(ir.Constant(vec, None), x, i32(0))
-            return builder.shuffle_vector(one, ir.Constant(vec, None), zeros)
+            return builder.shuffle_vector(one, ir.Constant(vec, None), ir.Constant(ir.VectorType(i32, n), [0] * n))
 
-        def lanes(ty, arr, elem):  # 16 consecutive values from arr[r]
+        def lanes(ty, arr, of):  # n consecutive values from arr[r]
             array = context.make_array(ty)(context, builder, arr)
-            ptr = cgutils.get_item_pointer(context, builder, ty, array, [args[4]])
-            return builder.load(builder.bitcast(ptr, ir.VectorType(elem, _LANES).as_pointer()), align=4)
+            ptr = cgutils.get_item_pointer(context, builder, ty, array, [args[3]])
+            return builder.load(builder.bitcast(ptr, ir.VectorType(of, n).as_pointer()), align=4)
 
-        def pointers(ty, row):  # &row[t] for the lanes' targets t
-            base = builder.ptrtoint(context.make_array(ty)(context, builder, row).data, i64)
-            return builder.inttoptr(builder.add(splat(base, vi), offsets), vp)
-
-        offsets = builder.shl(builder.sext(lanes(index_ty, args[2], i32), vi), ir.Constant(vi, [2] * _LANES))
-        mask = ir.Constant(ir.VectorType(ir.IntType(1), _LANES), [1] * _LANES)
+        shift = ir.Constant(vi, [3 if pairs else 2] * n)  # bytes an element: 8 a pair, 4 a float
+        offsets = builder.shl(builder.sext(lanes(index_ty, args[1], i32), vi), shift)
+        base = builder.ptrtoint(context.make_array(row_ty)(context, builder, args[0]).data, i64)
+        ptrs = builder.inttoptr(builder.add(splat(base, vi), offsets), vp)
+        mask = ir.Constant(ir.VectorType(ir.IntType(1), n), [1] * n)
+        suffix = f"v{n}{'i64' if pairs else 'f32'}.v{n}p0"
         gather = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vf, [vp, i32, mask.type, vf]), "llvm.masked.gather.v16f32.v16p0"
+            builder.module, ir.FunctionType(ve, [vp, i32, mask.type, ve]), f"llvm.masked.gather.{suffix}"
         )
         scatter = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vf, vp, i32, mask.type]), "llvm.masked.scatter.v16f32.v16p0"
+            builder.module, ir.FunctionType(ir.VoidType(), [ve, vp, i32, mask.type]), f"llvm.masked.scatter.{suffix}"
         )
-        a = splat(args[5], vf)
-        rows = [(pointers(C_ty, args[0]), builder.fmul(a, lanes(value_ty, args[3], f32)))]
-        if with_i:
-            rows.append((pointers(I_ty, args[1]), a))
-        old = [builder.call(gather, [ptrs, i32(4), mask, ir.Constant(vf, None)]) for ptrs, _ in rows]
-        for (ptrs, add), before in zip(rows, old, strict=True):
-            builder.call(scatter, [builder.fadd(before, add), ptrs, i32(4), mask])
+        a = splat(args[4], vf)
+        add = builder.fmul(a, lanes(value_ty, args[2], f32))
+        align = i32(8 if pairs else 4)
+        old = builder.call(gather, [ptrs, align, mask, ir.Constant(ve, None)])
+        if pairs:  # (a·v₀, a, a·v₁, a, …) onto (C, I) pairs viewed as 16 floats
+            both = ir.Constant(ir.VectorType(i32, 2 * n), [x for k in range(n) for x in (k, n + k)])
+            add = builder.shuffle_vector(add, a, both)
+            new = builder.bitcast(builder.fadd(builder.bitcast(old, ir.VectorType(f32, 2 * n)), add), ve)
+        else:
+            new = builder.fadd(old, add)
+        builder.call(scatter, [new, ptrs, align, mask])
         return context.get_dummy_value()
 
-    return types.void(C_row, I_row, index, value, types.intp, types.float32), codegen
+    return types.void(row, index, value, types.intp, types.float32), codegen
 
 
 _LINE = 16  # float32 / int32 values per 64-byte cache line
 _AHEAD = 8  # tokens ahead whose target lists are prefetched
-_ROW_LINES = 4  # lines of the next row pair prefetched per token of this one
+_ROW_LINES = 8  # lines of the next row prefetched per token of this one
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _scatter(C, I, slot_j, ptr, index, value, src_start, src_end, src_tok, src_val, src_layer, src_index, lanes):
-    """C[b, s, t] += a_s a_t and I[b, s, t] += a_s for every co-active pair with targets on one
-    dictionary layer j, whose non-zeros are layer-major: token τ's are ptr[τ] … ptr[τ + 1].
-    `I` None: C alone (numba compiles that variant without I's loads and stores).
+def _scatter(sums, slot_j, ptr, index, value, src_start, src_end, src_tok, src_val, src_layer, src_index, lanes):
+    """For every co-active pair with targets on one dictionary layer j, whose non-zeros are
+    layer-major (token τ's are ptr[τ] … ptr[τ + 1]): C[b, s, t] += a_s a_t, and I[b, s, t] += a_s
+    where `sums` holds them side by side, (block, source, target, 2); else `sums` is C alone,
+    (block, source, target). numba compiles one variant for each.
 
     `slot_j[i]` is the block of (i, j) or −1; source q's entries are src_tok / src_val
-    [src_start[q], src_end[q]) (feature-major, tokens ascending). Each row pair (C[b, s], I[b, s])
-    has one owner, and its updates run in token order whatever the thread count. What keeps the
-    walk fast: layer j's target lists alone (a chunk's worth fits in L3) with those of the tokens
-    `_AHEAD` prefetched, and the next row pair prefetched while this one is updated; with
-    `lanes` (`_VECTOR`), a token's targets 16 at a time by AVX-512's gather and scatter.
+    [src_start[q], src_end[q]) (feature-major, tokens ascending). Each row sums[b, s] has one
+    owner, and its updates run in token order whatever the thread count. What keeps the walk
+    fast: layer j's target lists alone (a chunk's worth fits in L3) with those of the tokens
+    `_AHEAD` prefetched, and the next row prefetched while this one is updated; with `lanes`
+    (`_VECTOR`), a token's targets several at a time by AVX-512's gather and scatter
+    (`_add_lanes`), C and I of a pair in one 64-bit lane.
     """
-    F, n = C.shape[2], len(src_layer)
+    pairs = sums.ndim == 4
+    step = _LANES // 2 if pairs else _LANES
+    n = len(src_layer)
+    flat = sums.reshape(sums.shape[0], sums.shape[1], -1)  # rows as float32 lines, to prefetch
+    width = flat.shape[2]
     for q in numba.prange(n):
         b = slot_j[src_layer[q]]
         if b < 0:
             continue
-        C_row = C[b, src_index[q]]
+        row = sums[b, src_index[q]]
         nb = slot_j[src_layer[q + 1]] if q + 1 < n else -1
-        next_C = C[max(nb, 0), src_index[min(q + 1, n - 1)]]
-        if I is not None:
-            I_row = I[b, src_index[q]]
-            next_I = I[max(nb, 0), src_index[min(q + 1, n - 1)]]
-        line = 0 if nb >= 0 else F
+        next_row = flat[max(nb, 0), src_index[min(q + 1, n - 1)]]
+        line = 0 if nb >= 0 else width
         lo, hi = src_start[q], src_end[q]
         for p in range(lo, hi):
             for _ in range(_ROW_LINES):
-                if line < F:
-                    _prefetch(next_C, line)
-                    if I is not None:
-                        _prefetch(next_I, line)
+                if line < width:
+                    _prefetch(next_row, line)
                     line += _LINE
             if p + _AHEAD < hi:
                 ahead = src_tok[p + _AHEAD]
@@ -312,21 +322,18 @@ def _scatter(C, I, slot_j, ptr, index, value, src_start, src_end, src_tok, src_v
                     _prefetch(value, r)
             tok, a = src_tok[p], src_val[p]
             rest, end = ptr[tok], ptr[tok + 1]
-            if lanes:  # a token's targets are distinct: 16 at a time, the rest one by one
-                while rest + _LANES <= end:
-                    if I is not None:
-                        _add_lanes(C_row, I_row, index, value, rest, a)
-                    else:
-                        _add_lanes(C_row, None, index, value, rest, a)
-                    rest += _LANES
-            if I is not None:
+            if lanes:  # a token's targets are distinct: a vector of them, the rest one by one
+                while rest + step <= end:
+                    _add_lanes(row, index, value, rest, a)
+                    rest += step
+            if pairs:
                 for r in range(rest, end):
                     t = index[r]
-                    C_row[t] += a * value[r]
-                    I_row[t] += a
+                    row[t, 0] += a * value[r]
+                    row[t, 1] += a
             else:
                 for r in range(rest, end):
-                    C_row[index[r]] += a * value[r]
+                    row[index[r]] += a * value[r]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -344,23 +351,13 @@ def _layer_lists(layer_ptr, index, value, j):
     return ptr, idx, val
 
 
-def _zeros(shape: tuple[int, ...], count: int) -> list[Tensor]:
-    """`count` float32 zero arrays on the CPU (C, or C and I), in one anonymous mapping.
-
-    Each starts 1,057 cache lines (64 KiB + 33 lines) past the previous one's page-rounded
-    end: with both page-aligned alike, C[b, s, t] and I[b, s, t] share their low address bits
-    and the scatter ran 4× slower (the CPU predicts a store to one as aliasing a load from the
-    other). The mapping asks for transparent huge pages (fewer TLB misses on 32 KiB rows) where
-    the kernel offers them.
-    """
-    nbytes = int(np.prod(shape)) * 4
-    offset = -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE + 65536 + 33 * 64
-    buf = mmap.mmap(-1, offset * (count - 1) + nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+def _zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 zero array on the CPU in its own anonymous mapping, which asks for transparent
+    huge pages (fewer TLB misses on rows of 32–64 KiB) where the kernel offers them."""
+    buf = mmap.mmap(-1, int(np.prod(shape)) * 4, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_HUGEPAGE"):
         buf.madvise(mmap.MADV_HUGEPAGE)
-    raw = np.frombuffer(buf, np.uint8)  # keeps the mapping alive as long as any of the arrays
-    arrays = (raw[k * offset : k * offset + nbytes].view(np.float32).reshape(shape) for k in range(count))
-    return [torch.from_numpy(a) for a in arrays]
+    return np.frombuffer(buf, np.float32).reshape(shape)  # the array keeps the mapping alive
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -385,22 +382,41 @@ class DenseBlocks:
         self.n_layers, self.n_features, self.blocks = n_layers, n_features, tuple(blocks)
         shape = (len(self.blocks), n_features, n_features)
         t0 = time.perf_counter()
-        sums: list[Tensor]
+        self._sums: np.ndarray | None = None
+        """On the CPU, what the scatter adds to: C and I side by side, (block, source, target, 2),
+        so that a pair's two sums are one 8-byte element of one cache line; or C alone. `C` and
+        `I` are views of it (made on demand, so that a pickled copy stays one array)."""
+        self._on_device: tuple[Tensor, Tensor | None] | None = None
+        """On a GPU: C and I (or None)."""
         if device == "cpu":
-            sums = _zeros(shape, 1 + with_i)
+            self._sums = _zeros((*shape, 2) if with_i else shape)
             # mapping 14 GiB of fresh pages takes ~9 s on the 2 cores here when both map them
             # (and ~15 s more of the first chunk's scatter when its faults do)
-            for a in sums:
-                _touch(a.numpy().reshape(-1), mmap.PAGESIZE // 4)
+            _touch(self._sums.reshape(-1), mmap.PAGESIZE // 4)
         else:
-            sums = [torch.zeros(shape, dtype=torch.float32, device=device) for _ in range(1 + with_i)]
-        self.C: Tensor = sums[0]
-        self.I: Tensor | None = sums[1] if with_i else None
-        """None when the blocks hold C alone (`BlockPlan.i_pass`)."""
+            zeros = [torch.zeros(shape, dtype=torch.float32, device=device) for _ in range(1 + with_i)]
+            self._on_device = (zeros[0], zeros[1] if with_i else None)
         self.alloc_seconds = time.perf_counter() - t0  # a cost of the state's size, not of tokens
         self.slot = np.full((n_layers, n_layers), -1, np.int64)
         for b, (i, j) in enumerate(self.blocks):
             self.slot[i, j] = b
+
+    @property
+    def C(self) -> Tensor:
+        """Σ a_s a_t: (block, source feature, target feature) float32."""
+        if self._on_device is not None:
+            return self._on_device[0]
+        assert self._sums is not None
+        sums = torch.from_numpy(self._sums)
+        return sums[..., 0] if self._sums.ndim == 4 else sums
+
+    @property
+    def I(self) -> Tensor | None:  # noqa: E743 (the sum's name in DESIGN.md)
+        """Σ a_s 1(a_t > 0), like `C`; None when the blocks hold C alone (`BlockPlan.i_pass`)."""
+        if self._on_device is not None:
+            return self._on_device[1]
+        assert self._sums is not None
+        return torch.from_numpy(self._sums)[..., 1] if self._sums.ndim == 4 else None
 
     def add(self, nz: NonZeros, backend: str = "auto") -> None:
         """Accumulate a chunk (`backend`: ``scatter`` (numba, CPU), ``spmm`` (torch sparse × dense,
@@ -423,10 +439,10 @@ class DenseBlocks:
         # rows over the threads. Each row still has one owner, so the result does not change.
         feats = feats[np.random.default_rng(0).permutation(len(feats))]
         sources = (csc.indptr[feats], csc.indptr[feats + 1], csc.indices, csc.data, feats // F, feats % F)
-        C, I = self.C.numpy(), None if self.I is None else self.I.numpy()
+        assert self._sums is not None, "the scatter adds to blocks on the CPU (`cpu`)"
         for j in sorted({j for _, j in self.blocks}):  # one target layer's lists in cache at a time
             ptr, index, value = _layer_lists(nz.layer_ptr, nz.index, nz.value, j)
-            _scatter(C, I, np.ascontiguousarray(self.slot[:, j]), ptr, index, value, *sources, _VECTOR)
+            _scatter(self._sums, np.ascontiguousarray(self.slot[:, j]), ptr, index, value, *sources, _VECTOR)
 
     def _add_spmm(self, nz: NonZeros) -> None:
         """C_ij += A_iᵀ A_j and I_ij += A_iᵀ 1(A_j > 0) (if kept) with A_iᵀ sparse (CSR) and A_j dense:
@@ -451,9 +467,9 @@ class DenseBlocks:
     def merge(self, other: DenseBlocks) -> None:
         if other.blocks != self.blocks or (other.I is None) != (self.I is None):
             raise ValueError(f"cannot merge pair blocks {other.blocks} into {self.blocks} (or C alone into C and I)")
-        self.C += other.C.to(self.C.device)
-        if self.I is not None and other.I is not None:
-            self.I += other.I.to(self.I.device)
+        self.C.add_(other.C.to(self.C.device))
+        if (I := self.I) is not None and other.I is not None:
+            I.add_(other.I.to(I.device))
 
     def block(self, i: int, j: int) -> tuple[Tensor, Tensor | None]:
         """(C_sum, I_sum) of block (i, j): (source feature, target feature); I_sum None with C alone."""
@@ -461,9 +477,15 @@ class DenseBlocks:
         return self.C[b], None if self.I is None else self.I[b]
 
     def cpu(self) -> DenseBlocks:
-        """The sums moved to host memory (a worker's state on its way to the driver)."""
-        self.C = self.C.cpu()
-        self.I = None if self.I is None else self.I.cpu()
+        """The sums moved to host memory (a worker's state on its way to the driver), laid out
+        as blocks made on the CPU are; one block at a time."""
+        if self._sums is None:
+            host = DenseBlocks(self.n_layers, self.n_features, self.blocks, with_i=self.I is not None)
+            for b in range(len(self.blocks)):
+                host.C[b].copy_(self.C[b])
+                if self.I is not None and host.I is not None:
+                    host.I[b].copy_(self.I[b])
+            self._sums, self._on_device = host._sums, None
         return self
 
     def save(self, path: Path) -> None:
