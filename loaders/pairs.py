@@ -108,25 +108,38 @@ class NonZeros:
     @staticmethod
     def token_major(parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]], n_layers: int):
         """One batch's per-layer (token, layer, index, value) parts, each sorted by token, merged
-        into token-major order (token, then layer, then index): a counting placement, no sort.
+        into token-major order (token, then layer, then index): a merge, no sort.
         Returns (token int32, layer int16, index, value)."""
-        L = n_layers
-        lo = min((int(p[0][0]) for p in parts if len(p[0])), default=0)
-        span = max((int(p[0][-1]) for p in parts if len(p[0])), default=lo) - lo + 1
-        counts = np.zeros((span, L), np.int64)
-        for t, i, _, _ in parts:
-            counts[:, i] += np.bincount(t - lo, minlength=span)
-        first = np.zeros(span * L + 1, np.int64)  # where each (token, layer)'s entries start
-        np.cumsum(counts.ravel(), out=first[1:])
-        total = int(first[-1])
-        tok, lay = np.empty(total, np.int32), np.empty(total, np.int16)
-        idx, val = np.empty(total, np.int32), np.empty(total, np.float32)
-        for t, i, x, v in parts:
-            rel = t - lo
-            within = np.arange(len(t)) - (np.cumsum(counts[:, i]) - counts[:, i])[rel]  # rank within its token
-            dest = first[rel * L + i] + within
-            tok[dest], lay[dest], idx[dest], val[dest] = t, i, x, v
-        return tok, lay, idx, val
+        if not parts:
+            return np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0, np.float32)
+        tok, idx, val = (np.concatenate([p[k] for p in parts]) for k in (0, 2, 3))
+        bounds = np.cumsum([0] + [len(p[0]) for p in parts])
+        layers = np.array([p[1] for p in parts], np.int64)
+        lo = int(tok.min()) if len(tok) else 0
+        span = int(tok.max()) - lo + 1 if len(tok) else 1
+        return _token_major(tok, idx.astype(np.int32, copy=False), val, bounds, layers, lo, span, n_layers)
+
+
+@numba.njit(cache=True, nogil=True)
+def _token_major(tok, idx, val, bounds, layers, lo, span, n_layers):
+    """`NonZeros.token_major` of the parts concatenated (part k: entries bounds[k] … bounds[k + 1],
+    on dictionary layer layers[k], tokens ascending): a merge, token by token, of each part's
+    run for that token, the parts in layer order."""
+    order = np.argsort(layers, kind="mergesort")
+    at = bounds[:-1].copy()  # each part's next entry
+    n = len(tok)
+    out_tok, out_lay = np.empty(n, np.int32), np.empty(n, np.int16)
+    out_idx, out_val = np.empty(n, np.int32), np.empty(n, np.float32)
+    d = 0
+    for t in range(lo, lo + span):
+        for k in order:
+            e, end = at[k], bounds[k + 1]
+            while e < end and tok[e] == t:
+                out_tok[d], out_lay[d], out_idx[d], out_val[d] = t, layers[k], idx[e], val[e]
+                d += 1
+                e += 1
+            at[k] = e
+    return out_tok, out_lay, out_idx, out_val
 
 
 # -- the plan -----------------------------------------------------------------------------------
