@@ -88,7 +88,14 @@ def run_collect(setup: Path, tokens: int, budget: str) -> dict:
 
         f = pq.read_table(run.features, columns=["layer", "density"])
         l0 = [pc.sum(f.filter(pc.equal(f["layer"], l))["density"]).as_py() for l in sorted(set(f["layer"].to_pylist()))]
-    return {"tokens": m["tokens_seen"], "seconds": wall, "pass_seconds": m["seconds"], "pairs": m["pairs"], "l0": l0}
+    return {
+        "tokens": m["tokens_seen"],
+        "seconds": wall,
+        "pass_seconds": m["seconds"],
+        "pairs": m["pairs"],
+        "l0": l0,
+        "stage_peaks": m.get("peak_rss_mib", {}),
+    }
 
 
 def child(args: list[str]) -> dict:
@@ -168,6 +175,9 @@ def main() -> None:
                 f"mean L0 {row['l0']:.0f} per layer",
                 flush=True,
             )
+            # the manifest's peak after each stage (it only rises): where the peak was reached
+            stages = " → ".join(f"{k} {v:,.0f}" for k, v in c["stage_peaks"].items() if v is not None)
+            print(f"{'':>7} peak RSS MiB after each stage: {stages}", flush=True)
     print(
         "\n| tokens | budget | passes | pass-0 tok/s | forward+encode tok/s | ratio | ratio with allocation "
         "| plain forward+encode tok/s | ratio to plain "

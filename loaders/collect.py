@@ -52,7 +52,7 @@ from loaders.corpus import Corpus, CorpusError, Cursor, split_key
 from loaders.dictionary import Dictionary, load_dictionary, resolve_dictionary
 from loaders.errors import GraphkitError
 from loaders.files import content_hash, file_hash
-from loaders.heap import keep_freed_memory, release_freed_memory
+from loaders.heap import keep_freed_memory, peak_rss_mib, release_freed_memory
 from loaders.logit_lens import top_unembeds
 from loaders.model import HookedModel, decode_many, resolve_model, token_strings
 from loaders.pairs import BlockPlan, KeptPairs, default_budget
@@ -242,10 +242,13 @@ def collect(
             state = _pass(spec, path, model, d, source, cfg, manifest, bar, names, replay)
             stats = state.stats if with_stats else FeatureStats.load(run.stats)
             assert stats is not None
+            peaks = manifest.setdefault("peak_rss_mib", {})  # after each stage: where the peak was reached
+            peaks[f"pass-{p}"] = peak_rss_mib()
             release_freed_memory()  # the pass's batch temporaries, not needed by the edges stage
             t1 = time.perf_counter()
             cands = Candidates.empty() if state.pairs is None else candidates(model, d, stats, state.pairs, cfg.top_k)
             cands.save(run.candidates(p))
+            peaks[f"edges-{p}"] = peak_rss_mib()
             timings = manifest.setdefault("seconds", {})
             timings |= {
                 f"pass-{p}": round(t1 - t0, 3),
@@ -273,6 +276,7 @@ def collect(
         timings = manifest.setdefault("seconds", {})
         timings |= {"pass-i": round(time.perf_counter() - t0, 3), "checkpoints-i": round(state.save_seconds, 3)}
         manifest["kept_pairs"] = len(kept)  # outside "pairs", which keys the stages
+        manifest.setdefault("peak_rss_mib", {})["pass-i"] = peak_rss_mib()
         mark("pairs-i")
         del state
     if replay is not None:  # every pass is done: the kept chunks are of no more use
@@ -294,6 +298,7 @@ def collect(
             assert isinstance(kept_sums, KeptPairs)
             cands = with_era(cands, kept_sums, stats.tokens)
         _write_parquet(pa.table(edge_table(cands, d.layers, F)), run.connections)
+        manifest.setdefault("peak_rss_mib", {})["files"] = peak_rss_mib()
         mark("connections", run.connections)
     return run
 

@@ -1,11 +1,11 @@
 """Keep freed tensor memory in the process for the next batch (glibc's malloc).
 
 A pass makes the same large temporaries every batch: the read sites, the dictionary's
-(batch, pos, feature) pre-activations and support mask, the model's own activations. glibc
-serves a block above its mmap threshold (dynamic, at most 32 MiB on 64-bit) with a fresh
-mapping and unmaps it on free, and it trims the heap's top above the trim threshold. So every
-batch faulted in and zeroed its temporaries anew: a 128 MiB encode of the synthetic CLT's
-shape took 119 ms instead of 82–97 (a throwaway timing). `benchmarks/bench_scale.py` and
+(batch, pos, feature) pre-activations (and on a GPU their support mask), the model's own
+activations. glibc serves a block above its mmap threshold (dynamic, at most 32 MiB on 64-bit)
+with a fresh mapping and unmaps it on free, and it trims the heap's top above the trim
+threshold. So every batch faulted in and zeroed its temporaries anew: a 128 MiB encode of
+the synthetic CLT's shape took 119 ms instead of 82–97 (a throwaway timing). `benchmarks/bench_scale.py` and
 `benchmarks/bench_collect.py` time forward + encode both ways (docs/benchmarks.md).
 
 `keep_freed_memory` raises both thresholds (`mallopt`), so blocks up to `MMAP_THRESHOLD` come
@@ -62,3 +62,17 @@ def release_freed_memory() -> None:
     if trim is not None:
         trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
         trim(0)
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far in MiB (Linux's VmHWM), or None elsewhere.
+    It rises (but for the kernel's lag in counting each thread's pages, a few hundred KiB), so
+    reading it after each stage shows which stage reached the peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None

@@ -106,7 +106,7 @@ class NonZeros:
         )
 
     @staticmethod
-    def token_major(parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]], n_layers: int):
+    def token_major(parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]]):
         """One batch's per-layer (token, layer, index, value) parts, each sorted by token, merged
         into token-major order (token, then layer, then index): a merge, no sort.
         Returns (token int32, layer int16, index, value)."""
@@ -117,11 +117,11 @@ class NonZeros:
         layers = np.array([p[1] for p in parts], np.int64)
         lo = int(tok.min()) if len(tok) else 0
         span = int(tok.max()) - lo + 1 if len(tok) else 1
-        return _token_major(tok, idx.astype(np.int32, copy=False), val, bounds, layers, lo, span, n_layers)
+        return _token_major(tok, idx.astype(np.int32, copy=False), val, bounds, layers, lo, span)
 
 
 @numba.njit(cache=True, nogil=True)
-def _token_major(tok, idx, val, bounds, layers, lo, span, n_layers):
+def _token_major(tok, idx, val, bounds, layers, lo, span):
     """`NonZeros.token_major` of the parts concatenated (part k: entries bounds[k] … bounds[k + 1],
     on dictionary layer layers[k], tokens ascending): a merge, token by token, of each part's
     run for that token, the parts in layer order."""

@@ -260,7 +260,7 @@ def _insert_top(tops, offset, entries, around, parts):
     features from `offset`. `entries`: (starts, pos, idx, val), window r's entries at
     [starts[r], starts[r + 1]), positions ascending. `around`: the batch's (keys, ids,
     attention mask) and the layer's (x, θ) of `Activation.gate`: the activations are
-    ``where(x > θ, x, 0)``, which `_Accumulator._merge_top` reads from (pre, on). Per
+    ``where(x > θ, x, 0)``, which the torch route reads from (pre, support mask). Per
     (window, feature) the maximum and its first position are found among the entries at least
     the feature's k-th value, then inserted by (activation descending, window key ascending):
     the order `merge_top` sorts by, so the result is the same, bit for bit. In `parts` threads,
@@ -491,7 +491,7 @@ class _Accumulator:
                 self._merge_top(i * F, pre, gate, batch, row, pos, idx, val)
             tok = token_of[row, pos] + self.chunk_tokens
             parts.append((tok.cpu().numpy(), i, idx.int().cpu().numpy(), val.cpu().numpy()))
-        self.parts.append(NonZeros.token_major(parts, len(d.layers)))
+        self.parts.append(NonZeros.token_major(parts))
         if stats is not None:
             for name, site in self.sigma_sites:
                 for i, l in enumerate(d.layers):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,10 @@ def test_collect_writes_run_directory(setup: dict[str, Path], tmp_path: Path) ->
     assert set(manifest["stages"]) == {"stats", "pairs-0", "features", "examples", "connections"}
     assert manifest["documents_seen"] == 25 and manifest["windows_seen"] >= 25
     assert manifest["pairs"]["passes"] == 1 and manifest["pairs"]["blocks"] == 3
+    peaks = manifest["peak_rss_mib"]  # after each stage, in order
+    assert list(peaks) == ["pass-0", "edges-0", "files"]
+    if sys.platform == "linux":  # the process's peak so far: it rises, but for the kernel's lag in counting
+        assert all(v > 0 for v in peaks.values()) and peaks["files"] >= 0.99 * peaks["pass-0"]
     features = pq.read_table(out / "features.parquet")
     d = load_dictionary(setup["clt"])
     assert features.num_rows == len(d.layers) * d.n_features

@@ -18,7 +18,7 @@ def random_chunk(n_tokens: int, n_layers: int, n_features: int, density: float, 
     for i in rng.permutation(n_layers):  # layers in any order
         tok, idx = np.nonzero(A[:, i])
         parts.append((tok, int(i), idx, A[tok, i, idx]))
-    return NonZeros.build(n_tokens, n_layers, [NonZeros.token_major(parts, n_layers)]), A
+    return NonZeros.build(n_tokens, n_layers, [NonZeros.token_major(parts)]), A
 
 
 def test_nonzeros_are_token_major() -> None:
