@@ -424,6 +424,14 @@ class DenseBlocks:
         return sums[..., 0] if self._sums.ndim == 4 else sums
 
     @property
+    def with_i(self) -> bool:
+        """Whether the blocks hold I beside C."""
+        if self._on_device is not None:
+            return self._on_device[1] is not None
+        assert self._sums is not None
+        return self._sums.ndim == 4
+
+    @property
     def I(self) -> Tensor | None:  # noqa: E743 (the sum's name in DESIGN.md)
         """Σ a_s 1(a_t > 0), like `C`; None when the blocks hold C alone (`BlockPlan.i_pass`)."""
         if self._on_device is not None:
@@ -478,8 +486,12 @@ class DenseBlocks:
                 self.I[b] += torch.sparse.mm(sources[i], (A_j > 0).float())
 
     def merge(self, other: DenseBlocks) -> None:
-        if other.blocks != self.blocks or (other.I is None) != (self.I is None):
+        if other.blocks != self.blocks or other.with_i != self.with_i:
             raise ValueError(f"cannot merge pair blocks {other.blocks} into {self.blocks} (or C alone into C and I)")
+        if self._sums is not None and other._sums is not None:
+            # C and I at once; `other` may be a Ray worker's state, whose arrays are read-only
+            np.add(self._sums, other._sums, out=self._sums)
+            return
         self.C.add_(other.C.to(self.C.device))
         if (I := self.I) is not None and other.I is not None:
             I.add_(other.I.to(I.device))
@@ -493,7 +505,7 @@ class DenseBlocks:
         """The sums moved to host memory (a worker's state on its way to the driver), laid out
         as blocks made on the CPU are; one block at a time."""
         if self._sums is None:
-            host = DenseBlocks(self.n_layers, self.n_features, self.blocks, with_i=self.I is not None)
+            host = DenseBlocks(self.n_layers, self.n_features, self.blocks, with_i=self.with_i)
             for b in range(len(self.blocks)):
                 host.C[b].copy_(self.C[b])
                 if self.I is not None and host.I is not None:
@@ -504,7 +516,7 @@ class DenseBlocks:
     def save(self, path: Path) -> None:
         sums = {"C": self.C.cpu().numpy()} | ({} if self.I is None else {"I": self.I.cpu().numpy()})
         save_arrays(sums, path / "blocks.safetensors")
-        meta = {"blocks": self.blocks, "n_layers": self.n_layers, "with_i": self.I is not None}
+        meta = {"blocks": self.blocks, "n_layers": self.n_layers, "with_i": self.with_i}
         (path / "blocks.json").write_text(json.dumps(meta))
 
     @staticmethod

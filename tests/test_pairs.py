@@ -199,3 +199,28 @@ def test_dense_blocks_round_trip_through_safetensors(tmp_path) -> None:
     alone.save(tmp_path / "alone")
     back = DenseBlocks.load(tmp_path / "alone", 5)
     assert back.I is None and np.array_equal(back.C.numpy(), acc.C.numpy())
+
+
+@pytest.mark.parametrize("with_i", [True, False])
+def test_dense_blocks_merge_a_read_only_state(with_i: bool) -> None:
+    """A Ray worker's state arrives with read-only arrays: merging it adds C and I (each the
+    float32 sum of the two) without writing to it or viewing it as a writable tensor."""
+    import pickle
+    import warnings
+
+    blocks = ((0, 1), (0, 2), (1, 2))
+    mine, theirs = DenseBlocks(3, 6, blocks, with_i=with_i), DenseBlocks(3, 6, blocks, with_i=with_i)
+    mine.add(random_chunk(12, 3, 6, 0.5, seed=5)[0])
+    theirs.add(random_chunk(12, 3, 6, 0.5, seed=6)[0])
+    arrived = pickle.loads(pickle.dumps(theirs))  # a pickled copy is still one array, C and I its views
+    assert arrived._sums is not None
+    arrived._sums.setflags(write=False)
+    sums = [(a.C.numpy().copy(), None if a.I is None else a.I.numpy().copy()) for a in (mine, theirs)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mine.merge(arrived)
+    assert np.array_equal(mine.C.numpy(), sums[0][0] + sums[1][0])
+    if with_i:
+        assert mine.I is not None and np.array_equal(mine.I.numpy(), sums[0][1] + sums[1][1])
+    else:
+        assert mine.I is None
