@@ -203,6 +203,10 @@ def collect(
             manifest.setdefault("outputs", {})[output.name] = file_hash(output)
         _write_json(manifest, run.manifest)
 
+    def record_peak(stage: str) -> None:
+        """The process's peak RSS so far, after `stage`: it shows which stage reached the peak."""
+        manifest.setdefault("peak_rss_mib", {})[stage] = peak_rss_mib()
+
     stats_done = done("stats", run.stats)
     if not stats_done:  # statistics to redo: nothing downstream of them stands
         manifest["stages"] = {}
@@ -242,13 +246,12 @@ def collect(
             state = _pass(spec, path, model, d, source, cfg, manifest, bar, names, replay)
             stats = state.stats if with_stats else FeatureStats.load(run.stats)
             assert stats is not None
-            peaks = manifest.setdefault("peak_rss_mib", {})  # after each stage: where the peak was reached
-            peaks[f"pass-{p}"] = peak_rss_mib()
+            record_peak(f"pass-{p}")
             release_freed_memory()  # the pass's batch temporaries, not needed by the edges stage
             t1 = time.perf_counter()
             cands = Candidates.empty() if state.pairs is None else candidates(model, d, stats, state.pairs, cfg.top_k)
             cands.save(run.candidates(p))
-            peaks[f"edges-{p}"] = peak_rss_mib()
+            record_peak(f"edges-{p}")
             timings = manifest.setdefault("seconds", {})
             timings |= {
                 f"pass-{p}": round(t1 - t0, 3),
@@ -276,7 +279,7 @@ def collect(
         timings = manifest.setdefault("seconds", {})
         timings |= {"pass-i": round(time.perf_counter() - t0, 3), "checkpoints-i": round(state.save_seconds, 3)}
         manifest["kept_pairs"] = len(kept)  # outside "pairs", which keys the stages
-        manifest.setdefault("peak_rss_mib", {})["pass-i"] = peak_rss_mib()
+        record_peak("pass-i")
         mark("pairs-i")
         del state
     if replay is not None:  # every pass is done: the kept chunks are of no more use
@@ -298,7 +301,7 @@ def collect(
             assert isinstance(kept_sums, KeptPairs)
             cands = with_era(cands, kept_sums, stats.tokens)
         _write_parquet(pa.table(edge_table(cands, d.layers, F)), run.connections)
-        manifest.setdefault("peak_rss_mib", {})["files"] = peak_rss_mib()
+        record_peak("files")
         mark("connections", run.connections)
     return run
 

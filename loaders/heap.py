@@ -5,8 +5,9 @@ A pass makes the same large temporaries every batch: the read sites, the diction
 activations. glibc serves a block above its mmap threshold (dynamic, at most 32 MiB on 64-bit)
 with a fresh mapping and unmaps it on free, and it trims the heap's top above the trim
 threshold. So every batch faulted in and zeroed its temporaries anew: a 128 MiB encode of
-the synthetic CLT's shape took 119 ms instead of 82–97 (a throwaway timing). `benchmarks/bench_scale.py` and
-`benchmarks/bench_collect.py` time forward + encode both ways (docs/benchmarks.md).
+the synthetic CLT's shape took 119 ms instead of 82–97 (a throwaway timing).
+`benchmarks/bench_scale.py` and `benchmarks/bench_collect.py` time forward + encode both ways
+(docs/benchmarks.md).
 
 `keep_freed_memory` raises both thresholds (`mallopt`), so blocks up to `MMAP_THRESHOLD` come
 from the heap and freed ones are reused (tests/test_heap.py: a freed 64 MiB block serves the

@@ -110,18 +110,14 @@ class NonZeros:
         """One batch's per-layer (token, layer, index, value) parts, each sorted by token, merged
         into token-major order (token, then layer, then index): a merge, no sort.
         Returns (token int32, layer int16, index, value)."""
-        if not parts:
-            return np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0, np.float32)
         tok, idx, val = (np.concatenate([p[k] for p in parts]) for k in (0, 2, 3))
         bounds = np.cumsum([0] + [len(p[0]) for p in parts])
         layers = np.array([p[1] for p in parts], np.int64)
-        lo = int(tok.min()) if len(tok) else 0
-        span = int(tok.max()) - lo + 1 if len(tok) else 1
-        return _token_major(tok, idx.astype(np.int32, copy=False), val, bounds, layers, lo, span)
+        return _token_major(tok, idx.astype(np.int32, copy=False), val, bounds, layers)
 
 
 @numba.njit(cache=True, nogil=True)
-def _token_major(tok, idx, val, bounds, layers, lo, span):
+def _token_major(tok, idx, val, bounds, layers):
     """`NonZeros.token_major` of the parts concatenated (part k: entries bounds[k] … bounds[k + 1],
     on dictionary layer layers[k], tokens ascending): a merge, token by token, of each part's
     run for that token, the parts in layer order."""
@@ -131,7 +127,7 @@ def _token_major(tok, idx, val, bounds, layers, lo, span):
     out_tok, out_lay = np.empty(n, np.int32), np.empty(n, np.int16)
     out_idx, out_val = np.empty(n, np.int32), np.empty(n, np.float32)
     d = 0
-    for t in range(lo, lo + span):
+    for t in range(tok.min(), tok.max() + 1) if n else range(0):
         for k in order:
             e, end = at[k], bounds[k + 1]
             while e < end and tok[e] == t:
@@ -414,30 +410,31 @@ class DenseBlocks:
         for b, (i, j) in enumerate(self.blocks):
             self.slot[i, j] = b
 
+    def _views(self) -> tuple[Tensor, Tensor | None]:
+        """(C, I): on the CPU, views of the side-by-side sums; on a GPU, its two tensors."""
+        if self._on_device is not None:
+            return self._on_device
+        assert self._sums is not None
+        sums = torch.from_numpy(self._sums)
+        return (sums[..., 0], sums[..., 1]) if self.with_i else (sums, None)
+
     @property
     def C(self) -> Tensor:
         """Σ a_s a_t: (block, source feature, target feature) float32."""
-        if self._on_device is not None:
-            return self._on_device[0]
-        assert self._sums is not None
-        sums = torch.from_numpy(self._sums)
-        return sums[..., 0] if self._sums.ndim == 4 else sums
-
-    @property
-    def with_i(self) -> bool:
-        """Whether the blocks hold I beside C."""
-        if self._on_device is not None:
-            return self._on_device[1] is not None
-        assert self._sums is not None
-        return self._sums.ndim == 4
+        return self._views()[0]
 
     @property
     def I(self) -> Tensor | None:  # noqa: E743 (the sum's name in DESIGN.md)
         """Σ a_s 1(a_t > 0), like `C`; None when the blocks hold C alone (`BlockPlan.i_pass`)."""
+        return self._views()[1]
+
+    @property
+    def with_i(self) -> bool:
+        """Whether the blocks hold I beside C (read without making views of a read-only state)."""
         if self._on_device is not None:
-            return self._on_device[1]
+            return self._on_device[1] is not None
         assert self._sums is not None
-        return torch.from_numpy(self._sums)[..., 1] if self._sums.ndim == 4 else None
+        return self._sums.ndim == 4
 
     def add(self, nz: NonZeros, backend: str = "auto") -> None:
         """Accumulate a chunk (`backend`: ``scatter`` (numba, CPU), ``spmm`` (torch sparse × dense,
@@ -445,7 +442,7 @@ class DenseBlocks:
         if not self.blocks or len(nz.value) == 0:
             return
         if backend == "auto":
-            backend = "scatter" if self.C.device.type == "cpu" else "spmm"
+            backend = "scatter" if self._sums is not None else "spmm"
         if backend == "scatter":
             self._add_scatter(nz)
         else:
@@ -506,10 +503,10 @@ class DenseBlocks:
         as blocks made on the CPU are; one block at a time."""
         if self._sums is None:
             host = DenseBlocks(self.n_layers, self.n_features, self.blocks, with_i=self.with_i)
-            for b in range(len(self.blocks)):
-                host.C[b].copy_(self.C[b])
-                if self.I is not None and host.I is not None:
-                    host.I[b].copy_(self.I[b])
+            for into, sums in zip(host._views(), self._views(), strict=True):
+                if into is not None and sums is not None:
+                    for b in range(len(self.blocks)):
+                        into[b].copy_(sums[b])
             self._sums, self._on_device = host._sums, None
         return self
 

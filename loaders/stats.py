@@ -234,6 +234,13 @@ def _counted(v, theta, mask):
     return row, pos, idx, val
 
 
+@numba.njit(cache=True, nogil=True)
+def _share(part, parts, n):
+    """Thread `part`'s features [lo, hi) of `n`, in `parts` contiguous shares: each feature has
+    one owner, so the kernels that split by it give the same result in any split."""
+    return part * n // parts, (part + 1) * n // parts
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _add_statistics(count, total, peak, hist, edges, layer, idx, val, parts):
     """Step 2 for one layer's counted non-zeros, in their order (as `_Accumulator._feature_stats`
@@ -241,7 +248,7 @@ def _add_statistics(count, total, peak, hist, edges, layer, idx, val, parts):
     features in the statistics. In `parts` threads, each its own features."""
     offset, n_feat = layer
     for part in numba.prange(parts):
-        lo, hi = part * n_feat // parts, (part + 1) * n_feat // parts
+        lo, hi = _share(part, parts, n_feat)
         for e in range(len(idx)):
             f, v = idx[e], val[e]
             if lo <= f < hi:
@@ -268,7 +275,7 @@ def _insert_top(tops, offset, entries, around, parts):
     """
     n_feat = around[3].shape[2]
     for part in numba.prange(parts):
-        _insert_top_of(tops, offset, entries, around, part * n_feat // parts, (part + 1) * n_feat // parts)
+        _insert_top_of(tops, offset, entries, around, *_share(part, parts, n_feat))
 
 
 @numba.njit(cache=True, nogil=True)
