@@ -48,7 +48,7 @@ from loaders.corpus import NO_KEY, Batch, Corpus, Cursor, chunks, pack, pad_id
 from loaders.dictionary import Dictionary
 from loaders.files import save_arrays
 from loaders.heap import keep_freed_memory
-from loaders.model import HookedModel, Site
+from loaders.model import HookedModel, NormMap, Site
 from loaders.pairs import DenseBlocks, KeptPairs, NonZeros, PairState, SparsePairs
 
 HIST_EDGES = np.exp2(np.arange(-10, 11, 0.5))  # 41 edges → 42 bins incl. under/overflow
@@ -232,6 +232,40 @@ def _counted(v, theta, mask):
                     row[m], pos[m], idx[m], val[m] = r, t, f, v[r, t, f]
                     m += 1
     return row, pos, idx, val
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _sigma_sum(x, mask, eps, centered):
+    """Σ σ(x) over the counted positions (`mask`) of x (window, pos, d_model) float32, in
+    float64: σ = sqrt(mean(c(x)²) + eps), c centring for LayerNorm (`NormMap.denominator`)
+    without a float64 copy of x. Each window's positions are added in order, then the windows
+    in order, so the sum is the same bits in any split over threads."""
+    R, T, D = x.shape
+    rows = np.zeros(R)
+    for r in numba.prange(R):
+        s = 0.0
+        for t in range(T):
+            if not mask[r, t]:
+                continue
+            mu = 0.0
+            if centered:
+                for k in range(D):
+                    mu += np.float64(x[r, t, k])
+                mu /= D
+            q0 = q1 = q2 = q3 = 0.0  # four running sums of squares: the loop need not wait on one
+            for k in range(0, D - D % 4, 4):
+                y0, y1 = np.float64(x[r, t, k]) - mu, np.float64(x[r, t, k + 1]) - mu
+                y2, y3 = np.float64(x[r, t, k + 2]) - mu, np.float64(x[r, t, k + 3]) - mu
+                q0, q1, q2, q3 = q0 + y0 * y0, q1 + y1 * y1, q2 + y2 * y2, q3 + y3 * y3
+            for k in range(D - D % 4, D):
+                y0 = np.float64(x[r, t, k]) - mu
+                q0 += y0 * y0
+            s += np.sqrt((q0 + q1 + q2 + q3) / D + eps)
+        rows[r] = s
+    total = 0.0
+    for r in range(R):
+        total += rows[r]
+    return total
 
 
 @numba.njit(cache=True, nogil=True)
@@ -470,7 +504,7 @@ class _Accumulator:
             handle = self.final_norm.register_forward_pre_hook(lambda _m, args: final_in.append(args[0]))
         try:
             with model.hooks(capture=store):
-                model.model.base_model(input_ids=ids, attention_mask=attn)
+                model.model.base_model(input_ids=ids, attention_mask=attn, use_cache=False)
         finally:
             if handle is not None:
                 handle.remove()
@@ -507,11 +541,17 @@ class _Accumulator:
                         l
                     )
                     assert norm is not None
-                    self.dev[name][i] += norm.denominator(x)[mask].sum()
-            self.sigma_final += model.final_norm().denominator(final_in[0])[mask].sum()
+                    self.dev[name][i] += self._sigma_sum(norm, x, mask)
+            self.sigma_final += self._sigma_sum(model.final_norm(), final_in[0], mask)
             stats.tokens += n
             stats.windows += len(batch.keys)
         self.chunk_tokens += n
+
+    def _sigma_sum(self, norm: NormMap, x: Tensor, mask: Tensor) -> Tensor | float:
+        """Σ over the counted positions of the norm's denominator σ(x), in float64."""
+        if self._kernels(x):
+            return _sigma_sum(x.numpy(), mask.numpy(), norm.eps, norm.centered)
+        return norm.denominator(x)[mask].sum()
 
     def _kernels(self, x: Tensor) -> bool:
         """Whether a step on `x` runs as a numba kernel (`cpu_kernels`): x is on the CPU, in float32."""

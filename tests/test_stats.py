@@ -247,6 +247,8 @@ def test_cpu_kernels_equal_the_torch_route(tmp_path: Path, monkeypatch, activati
     for name in ("count", "sum", "max", "hist", *TOP_FIELDS):
         a, b = getattr(kernel, name), getattr(other, name)
         assert a.dtype == b.dtype and np.array_equal(a.view(f"i{a.itemsize}"), b.view(f"i{b.itemsize}")), name
+    for name in ("sigma_mlp", "sigma_final"):  # float64 sums in another order: equal to rounding
+        np.testing.assert_allclose(getattr(kernel, name), getattr(other, name), rtol=1e-13, err_msg=name)
     assert isinstance(kernels.pairs, DenseBlocks) and isinstance(torch_route.pairs, DenseBlocks)
     assert torch.equal(kernels.pairs.C, torch_route.pairs.C) and torch.equal(kernels.pairs.I, torch_route.pairs.I)
     full = np.isfinite(kernel.top_val).all(0)
