@@ -146,7 +146,11 @@ class Dictionary:
 
     def pre_activation(self, layer: int, x: Tensor) -> Tensor:
         w = self.W_enc[layer]
-        return _normalize_in(self.input_norm, x.to(w.dtype)) @ w.T + self.b_enc[layer]
+        x = _normalize_in(self.input_norm, x.to(w.dtype))
+        # the bias inside the GEMM (its output written once, not a second tensor); x @ Wᵀ + b
+        # gives the same bits at the d_model measured (128, 256), ~25% slower on the CPU here
+        out = torch.addmm(self.b_enc[layer], x.reshape(-1, x.shape[-1]), w.T)
+        return out.view(*x.shape[:-1], w.shape[0])
 
     def output_scale(self, x: Tensor) -> Tensor | None:
         """Per-token factor (..., 1) mapping decoder output back from a normalized input, or None.
