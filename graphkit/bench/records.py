@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from graphkit.graph import MEASURES
 from loaders.errors import GraphkitError
+from loaders.graph.schema import MEASURES
 
 
 class GroupsError(GraphkitError):
