@@ -9,7 +9,8 @@ For each token count N, each in its own subprocess (so peak RSS is per run):
 1. ``forward+encode``: the model over the same windows and batches collect uses (streamed
    chunks, length-bucketed batches of `batch_tokens`), every layer's read site encoded; with
    glibc's default malloc, as a plain script runs it, and with freed memory kept for reuse as
-   collect keeps it (`loaders.heap`), the stricter baseline (it speeds up the model too);
+   collect keeps it (`loaders.heap`) and without the KV cache collect does not build, the
+   stricter baseline (both speed up the model too);
 2. ``collect`` at each memory budget: `loaders.collect.collect` with ``max_tokens=N``, dense
    pair blocks in as many passes as the budget needs: C and I (8 B per pair) when they fit in
    one, else C alone (4 B) and then the I pass for the kept edges ("2 + I").
@@ -57,7 +58,10 @@ def forward_encode(setup: Path, tokens: int, kept_heap: bool) -> dict:
             for b in pack(chunk.windows, cfg.batch_tokens, pad_id(model.tokenizer)):
                 store: dict = {k: [] for k in sites}
                 with model.hooks(capture=store):
-                    model.model.base_model(input_ids=b.input_ids, attention_mask=b.attention_mask)
+                    # the stricter baseline runs the model as collect does, without a KV cache
+                    model.model.base_model(
+                        input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=not kept_heap
+                    )
                 for l in d.layers:
                     d.encode(l, store[(l, d.read_site)][0])
                 seen += int(b.mask.sum())
