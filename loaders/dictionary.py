@@ -148,7 +148,8 @@ class Dictionary:
         w = self.W_enc[layer]
         x = _normalize_in(self.input_norm, x.to(w.dtype))
         # the bias inside the GEMM (its output written once, not a second tensor); x @ Wᵀ + b
-        # gives the same bits at the d_model measured (128, 256), ~25% slower on the CPU here
+        # is ~25% slower on the CPU here, the same bits at d_model 128 and 256 and within
+        # 1e-6 at 512 and 2,304 (a float32 rounding: the sum is taken in another order)
         out = torch.addmm(self.b_enc[layer], x.reshape(-1, x.shape[-1]), w.T)
         return out.view(*x.shape[:-1], w.shape[0])
 
