@@ -14,8 +14,8 @@ Per chunk of windows (`loaders.corpus`), per batch (BOS / position 0 and padding
    the pair sums of this pass (`loaders.pairs`).
 
 Steps 2–4 run on the device; only the chunk's sparse non-zeros leave it. On the CPU, the
-non-zeros, step 2 and step 3 are numba kernels (`_Accumulator.cpu_kernels`), the same bits as
-the torch code a GPU runs. A pass over a later group of pair blocks (`--memory-budget`) skips
+non-zeros and steps 2–4 are numba kernels (`_Accumulator.cpu_kernels`): steps 2 and 3 the same
+bits as the torch code a GPU runs, step 4's float64 sums equal to rounding. A pass over a later group of pair blocks (`--memory-budget`) skips
 steps 2–4.
 
 The state is mergeable: `FeatureStats.merge` adds counts, sums, histograms and σ sums, takes
@@ -466,9 +466,9 @@ class _Accumulator:
     """Applies steps 1–5 of the module docstring, batch by batch, chunk by chunk."""
 
     cpu_kernels = True
-    """On the CPU, the counted non-zeros, their statistics and top-k examples by numba kernels
-    (`_counted`, `_add_statistics`, `_insert_top`); else by the torch code a GPU runs, which
-    gives the same bits."""
+    """On the CPU, the counted non-zeros, their statistics, top-k examples and σ sums by numba
+    kernels (`_counted`, `_add_statistics`, `_insert_top`, `_sigma_sum`); else by the torch
+    code a GPU runs, which gives the same bits (σ: the same sums to rounding)."""
 
     def __init__(self, model: HookedModel, d: Dictionary, state: PassState):
         self.model, self.d, self.state = model, d, state
