@@ -15,8 +15,8 @@ Per chunk of windows (`loaders.corpus`), per batch (BOS / position 0 and padding
 
 Steps 2–4 run on the device; only the chunk's sparse non-zeros leave it. On the CPU, the
 non-zeros and steps 2–4 are numba kernels (`_Accumulator.cpu_kernels`): steps 2 and 3 the same
-bits as the torch code a GPU runs, step 4's float64 sums equal to rounding. A pass over a later group of pair blocks (`--memory-budget`) skips
-steps 2–4.
+bits as the torch code a GPU runs, step 4's float64 sums equal to rounding. A pass over a
+later group of pair blocks (`--memory-budget`) skips steps 2–4.
 
 The state is mergeable: `FeatureStats.merge` adds counts, sums, histograms and σ sums, takes
 maxima, and merges top-k by (activation descending, window key ascending), so merging the
