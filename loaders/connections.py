@@ -33,11 +33,13 @@ V is computed block by block (source layer × target layer, source rows in chunk
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 from safetensors.numpy import load_file as load_np
@@ -47,7 +49,7 @@ from loaders.dictionary import Dictionary
 from loaders.files import save_arrays
 from loaders.model import HookedModel
 from loaders.pairs import DenseBlocks, KeptPairs, PairState, SparsePairs
-from loaders.stats import FeatureStats
+from loaders.stats import FeatureStats, _share
 
 RAW_SITES = ("resid_mid", "resid_pre", "resid_post")
 
@@ -252,17 +254,7 @@ def dense_candidates(
             rows = slice(start, start + chunk)
             V = virtual_weight_block(d, enc, d.layers[i], d.layers[j], rows, writes)  # (src, tgt) float64, enc's device
             sum_t = torch.from_numpy(stats.sum[j * F : (j + 1) * F]).to(V.device)
-            fired = sum_t > 0
-            # TWERA = (C / Σa_t) · V, 0 where a target never fired: in place, as `_weights` rounds it
-            tw = C_blk[rows].to(V.device, torch.float64).div_(torch.where(fired, sum_t, 1.0)).mul_(V)
-            tw[:, ~fired] = 0.0
-            score = tw.abs()
-            kk = min(top_k, score.shape[1])
-            row_kth = score.topk(kk, dim=1).values[:, -1:]
-            # per target over this chunk's sources: along rows of the transpose, which topk reads faster
-            col_kth = score.T.contiguous().topk(min(top_k, score.shape[0]), dim=1).values[:, -1][None]
-            pick = (score > 0) & ((score >= row_kth) | (score >= col_kth))
-            s_loc, t_loc = pick.nonzero(as_tuple=True)
+            s_loc, t_loc = _picked(C_blk[rows], V, sum_t, top_k)
             at = (s_loc.to(C_blk.device), t_loc.to(C_blk.device))  # C and I share a device
             c_sum = C_blk[rows][at].double().cpu().numpy()
             i_sum = None if I_blk is None else I_blk[rows][at].double().cpu().numpy()
@@ -275,6 +267,166 @@ def dense_candidates(
         if sum(map(len, pending)) > max(len(kept), _PRUNE_AT_LEAST):
             kept, pending = Candidates.concat_all([kept, *pending]).prune(top_k), []
     return Candidates.concat_all([kept, *pending]).prune(top_k)
+
+
+def _picked(C: Tensor, V: Tensor, sum_t: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
+    """(source, target) of the pairs of a block's row chunk that are among their source's top-k
+    or their target's top-k (over this chunk's sources) by |TWERA|, TWERA > 0, row-major.
+
+    TWERA = (C / Σa_t) · V, 0 where a target never fired, rounded as `_weights` rounds it. On
+    the CPU one numba kernel (`_picked_cpu`) reads C and V once (twice where many scores tie)
+    and makes nothing of their size; elsewhere (a GPU) `_picked_torch`, which gives the same
+    pairs."""
+    if V.device.type == "cpu" and C.device.type == "cpu" and C.dtype == torch.float32 and V.dtype == torch.float64:
+        parts = numba.get_num_threads()
+        cap = _candidate_cap(V.shape[0], V.shape[1], top_k, parts)
+        picked = _picked_cpu(C.numpy(), V.numpy(), sum_t.numpy(), top_k, parts, cap)
+        return torch.from_numpy(picked[0]), torch.from_numpy(picked[1])
+    return _picked_torch(C, V, sum_t, top_k)
+
+
+def _picked_torch(C: Tensor, V: Tensor, sum_t: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
+    """`_picked` by torch operations on whole (source, target) arrays, on any device."""
+    fired = sum_t > 0
+    tw = C.to(V.device, torch.float64).div_(torch.where(fired, sum_t, 1.0)).mul_(V)
+    tw[:, ~fired] = 0.0
+    score = tw.abs()
+    row_kth = score.topk(min(top_k, score.shape[1]), dim=1).values[:, -1:]
+    # per target over this chunk's sources: along rows of the transpose, which topk reads faster
+    col_kth = score.T.contiguous().topk(min(top_k, score.shape[0]), dim=1).values[:, -1][None]
+    pick = (score > 0) & ((score >= row_kth) | (score >= col_kth))
+    src, tgt = pick.nonzero(as_tuple=True)
+    return src, tgt
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _score(c, v, sum_t, r, t):
+    """|TWERA| of (r, t), with the torch form's operations in its order."""
+    s = sum_t[t]
+    if not s > 0:
+        return 0.0
+    return abs(np.float64(c[r, t]) / s * v[r, t])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _offer(heap, n, x):
+    """Keep the largest values offered to a min-heap of `len(heap)` (n held so far); returns n."""
+    k = len(heap)
+    if n < k:  # sift up
+        i = n
+        heap[i] = x
+        while i > 0 and heap[(i - 1) // 2] > heap[i]:
+            p = (i - 1) // 2
+            heap[p], heap[i] = heap[i], heap[p]
+            i = p
+        return n + 1
+    if x > heap[0]:  # replace the smallest, sift down
+        heap[0] = x
+        i = 0
+        while True:
+            a, b, m = 2 * i + 1, 2 * i + 2, i
+            if a < k and heap[a] < heap[m]:
+                m = a
+            if b < k and heap[b] < heap[m]:
+                m = b
+            if m == i:
+                break
+            heap[m], heap[i] = heap[i], heap[m]
+            i = m
+    return n
+
+
+def _candidate_cap(rows: int, cols: int, top_k: int, parts: int) -> int:
+    """Scores a thread of `_picked_cpu` keeps for its second look: twice the k·(1 + ln(n/k))
+    expected to enter a top-k heap over n scores in random order, for its rows and its columns
+    (~60 MB a thread for 4,096 × 8,192 at k 32)."""
+    rp = rows // parts + 1
+    kr, kc = min(top_k, cols), min(top_k, rp)
+    expect = rp * kr * (1 + math.log(max(cols / kr, 1))) + cols * kc * (1 + math.log(max(rp / kc, 1)))
+    return int(2 * expect) + 1024
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _picked_cpu(c, v, sum_t, top_k, parts, cap):
+    """`_picked` on the CPU: each row's and each column's k-th largest score by min-heaps of k
+    (the value ``topk(k).values[-1]`` is, duplicates counted), then the pairs at or above
+    either, row-major.
+
+    One sweep finds both: each of `parts` threads takes a share of the rows and keeps its own
+    column heaps, merged after it. A score below its row heap's and its column heap's smallest
+    when it is seen stays below both k-th values (a full heap's smallest only rises), so the
+    sweep keeps only the others (> 0), up to `cap` a thread, and the picks are taken from them;
+    where a thread had more (many equal scores), a second sweep of the block takes them."""
+    R, T = v.shape
+    k_row, k_col = min(top_k, T), min(top_k, R)
+    row_kth = np.empty(R)
+    col_heaps, col_held = np.empty((parts, T, k_col)), np.zeros((parts, T), np.int64)
+    col_min = np.full((parts, T), -np.inf)  # a full column heap's smallest; −∞ until it is full
+    kept_r, kept_t = np.empty((parts, cap), np.int32), np.empty((parts, cap), np.int32)
+    kept_x, kept_n = np.empty((parts, cap)), np.zeros(parts, np.int64)
+    for part in numba.prange(parts):
+        lo, hi = _share(part, parts, R)
+        heap = np.empty(k_row)
+        heaps, held, least = col_heaps[part], col_held[part], col_min[part]
+        m = 0
+        for r in range(lo, hi):
+            n, row_least = 0, -np.inf
+            for t in range(T):
+                x = _score(c, v, sum_t, r, t)
+                if x > 0 and (x >= row_least or x >= least[t]):
+                    if m < cap:
+                        kept_r[part, m], kept_t[part, m], kept_x[part, m] = r, t, x
+                    m += 1
+                if x > row_least:  # most scores enter neither heap: one comparison each
+                    n = _offer(heap, n, x)
+                    if n == k_row:
+                        row_least = heap[0]
+                if x > least[t]:
+                    held[t] = _offer(heaps[t], held[t], x)
+                    if held[t] == k_col:
+                        least[t] = heaps[t, 0]
+            row_kth[r] = heap[0]
+        kept_n[part] = m
+    col_kth = np.empty(T)
+    for t in numba.prange(T):
+        n = col_held[0, t]
+        for part in range(1, parts):
+            for q in range(col_held[part, t]):
+                n = _offer(col_heaps[0, t], n, col_heaps[part, t, q])
+        col_kth[t] = col_heaps[0, t, 0]
+    if kept_n.max() <= cap:  # the picks among the kept scores, thread by thread: row-major
+        ends = np.zeros(parts + 1, np.int64)
+        for part in numba.prange(parts):
+            for q in range(kept_n[part]):
+                r, t, x = kept_r[part, q], kept_t[part, q], kept_x[part, q]
+                ends[part + 1] += x >= row_kth[r] or x >= col_kth[t]
+        ends = np.cumsum(ends)
+        src, tgt = np.empty(ends[-1], np.int64), np.empty(ends[-1], np.int64)
+        for part in numba.prange(parts):
+            m = ends[part]
+            for q in range(kept_n[part]):
+                r, t, x = kept_r[part, q], kept_t[part, q], kept_x[part, q]
+                if x >= row_kth[r] or x >= col_kth[t]:
+                    src[m], tgt[m] = r, t
+                    m += 1
+        return src, tgt
+    ends = np.zeros(R + 1, np.int64)
+    for r in numba.prange(R):
+        m = 0
+        for t in range(T):
+            x = _score(c, v, sum_t, r, t)
+            m += x > 0 and (x >= row_kth[r] or x >= col_kth[t])
+        ends[r + 1] = m
+    ends = np.cumsum(ends)
+    src, tgt = np.empty(ends[-1], np.int64), np.empty(ends[-1], np.int64)
+    for r in numba.prange(R):
+        m = ends[r]
+        for t in range(T):
+            x = _score(c, v, sum_t, r, t)
+            if x > 0 and (x >= row_kth[r] or x >= col_kth[t]):
+                src[m], tgt[m] = r, t
+                m += 1
+    return src, tgt
 
 
 _PRUNE_AT_LEAST = 1 << 20

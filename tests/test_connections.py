@@ -261,3 +261,31 @@ def test_dense_blocks_give_the_exact_edges(
         np.testing.assert_array_equal(got[key], want[key])
     for col in ("virtual_weight", "era", "twera"):
         np.testing.assert_allclose(got[col], want[col], rtol=1e-5)
+
+
+@pytest.mark.parametrize(("rows", "cols", "top_k"), [(64, 96, 4), (7, 300, 16), (300, 5, 8), (3, 4, 32)])
+@pytest.mark.parametrize("grid", [4, 0])
+def test_picked_kernel_equals_the_torch_form(rows: int, cols: int, top_k: int, grid: int) -> None:
+    """The CPU's kernel and the torch form a GPU runs pick the same pairs of a block's rows, in
+    the same order: with exact ties (values on a coarse `grid`) or without (0), zero sums,
+    targets that never fired, k above a side's length, C a strided view of the side-by-side C
+    and I; in any thread split, and with the kept scores overflowing their cap (the second sweep)."""
+    from loaders.connections import _candidate_cap, _picked_cpu, _picked_torch
+
+    g = torch.Generator().manual_seed(rows * cols + top_k + grid)
+    if grid:
+        sums = torch.randint(0, grid, (rows, cols, 2), generator=g).float() / 2  # C's zeros and ties
+        V = torch.randint(-3, 4, (rows, cols), generator=g).double() / 4
+    else:
+        sums = torch.rand((rows, cols, 2), generator=g) * (torch.rand((rows, cols, 2), generator=g) < 0.7)
+        V = torch.randn((rows, cols), generator=g, dtype=torch.float64)
+    C = sums[..., 0]
+    assert not C.is_contiguous()
+    sum_t = torch.randint(0, 3, (cols,), generator=g).double()  # 0: never fired
+    want = _picked_torch(C, V, sum_t, top_k)
+    assert len(want[0]) > 0
+    args = (C.numpy(), V.numpy(), sum_t.numpy(), top_k)
+    for parts, cap in ((2, _candidate_cap(rows, cols, top_k, 2)), (1, _candidate_cap(rows, cols, top_k, 1)), (2, 3)):
+        got = _picked_cpu(*args, parts, cap)
+        for w, x in zip(want, got, strict=True):
+            np.testing.assert_array_equal(x, w.numpy(), err_msg=f"{parts} threads, cap {cap}")
