@@ -90,20 +90,21 @@ def top_unembeds(
         )
     }
     groups, words = word_groups(token_strings, special) if token_strings is not None else (np.zeros(0), [])
-    group_t = torch.from_numpy(groups)
-    for dirs in unembed_directions(model, d, sigma_final, writes).values():
+    group_t = torch.from_numpy(groups).to(W_U.device)
+    for dirs in unembed_directions(model, d, sigma_final, writes).values():  # on the host, as decoders are
         for start in range(0, d.n_features, chunk):
-            logits = dirs[start : start + chunk] @ W_U.T  # (feature, vocab)
+            # on the model's device, where W_U is; only the top-k and word scores come back
+            logits = dirs[start : start + chunk].to(W_U.device) @ W_U.T  # (feature, vocab)
             t, b = logits.topk(k, dim=-1), logits.topk(k, dim=-1, largest=False)
-            out["top_ids"].append(t.indices.numpy())
-            out["top_values"].append(t.values.numpy())
-            out["bottom_ids"].append(b.indices.numpy())
-            out["bottom_values"].append(b.values.numpy())
+            out["top_ids"].append(t.indices.cpu().numpy())
+            out["top_values"].append(t.values.cpu().numpy())
+            out["bottom_ids"].append(b.indices.cpu().numpy())
+            out["bottom_values"].append(b.values.cpu().numpy())
             if words:
                 w, z, gap = word_scores(logits, group_t, len(words))
-                out["top_word"].append(w.numpy())
-                out["top_word_z"].append(z.numpy())
-                out["word_gap"].append(gap.numpy())
+                out["top_word"].append(w.cpu().numpy())
+                out["top_word_z"].append(z.cpu().numpy())
+                out["word_gap"].append(gap.cpu().numpy())
     cat = {name: np.concatenate(parts) if parts else None for name, parts in out.items()}
     return Unembeds(
         cat["top_ids"], cat["top_values"], cat["bottom_ids"], cat["bottom_values"],  # type: ignore[arg-type]

@@ -163,14 +163,15 @@ class NormMap:
         return NormMap(torch.ones_like(self.gain), None, self.eps, self.centered)
 
     def apply(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """N x = γ ⊙ c(x) / σ for the frozen map N (x: (..., d_model); bias excluded)."""
+        """N x = γ ⊙ c(x) / σ for the frozen map N (x: (..., d_model); bias excluded), on x's
+        device (decoders stay on the host while the model is on a GPU)."""
         if self.centered:
             x = x - x.mean(-1, keepdim=True)
-        return x * self.gain.to(x.dtype) / sigma
+        return x * self.gain.to(x.device, x.dtype) / sigma
 
     def transpose_apply(self, v: Tensor, sigma: float | Tensor) -> Tensor:
         """Nᵀ v = c(γ ⊙ v) / σ for the frozen map N (v: (..., d_model))."""
-        out = v * self.gain.to(v.dtype)
+        out = v * self.gain.to(v.device, v.dtype)
         if self.centered:
             out = out - out.mean(-1, keepdim=True)
         return out / sigma

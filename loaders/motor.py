@@ -52,7 +52,7 @@ def word_scores(logits: Tensor, groups: Tensor, n_words: int) -> tuple[Tensor, T
     """Per row of `logits` (feature, vocab): best word, its z, and its gap to the next word."""
     z = (logits - logits.mean(-1, keepdim=True)) / logits.std(-1, keepdim=True).clamp_min(1e-12)
     valid = groups >= 0
-    per_word = torch.full((z.shape[0], n_words), -torch.inf, dtype=z.dtype)
+    per_word = torch.full((z.shape[0], n_words), -torch.inf, dtype=z.dtype, device=z.device)
     idx = groups[valid].expand(z.shape[0], -1)
     per_word = per_word.scatter_reduce(1, idx, z[:, valid], reduce="amax")  # (feature, word)
     top = per_word.topk(min(2, n_words), dim=-1)
