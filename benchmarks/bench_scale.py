@@ -2,7 +2,7 @@
 
     python benchmarks/synthetic.py --out build/synthetic          # once (≈ 30 s)
     python benchmarks/bench_scale.py [--setup build/synthetic] [--tokens 20000 80000 160000]
-        [--budgets 16GB 4GB]
+        [--budgets 16GB 4GB] [--device cuda --dtype bf16]
 
 For each token count N, each in its own subprocess (so peak RSS is per run):
 
@@ -21,6 +21,10 @@ checkpoint writes and the one-time mapping of the pair blocks' pages are listed 
 ratio with that mapping included is printed too), the
 peak RSS and its growth from the smallest to the largest N (goal ≤ 15%), and the bytes of
 pair state per pass.
+
+With ``--device cuda`` both run on the GPU (the model in ``--dtype``, the encoders in fp32, as
+collect runs them), timed with the device synchronized, and each run also reports its peak GPU
+memory; the memory budget is then the GPU's.
 """
 
 from __future__ import annotations
@@ -35,21 +39,22 @@ import time
 from pathlib import Path
 
 
-def forward_encode(setup: Path, tokens: int, kept_heap: bool) -> dict:
+def forward_encode(setup: Path, tokens: int, kept_heap: bool, device: str, dtype: str) -> dict:
     import torch
 
     from loaders.heap import keep_freed_memory
 
     if kept_heap:
         keep_freed_memory()
+    from loaders.collect import DTYPES
     from loaders.corpus import Corpus, chunks, pack, pad_id
     from loaders.dictionary import load_dictionary
     from loaders.model import HookedModel
     from loaders.stats import StatsConfig
 
     cfg = StatsConfig()
-    model = HookedModel.load(setup / "model")
-    d = load_dictionary(setup / "clt")
+    model = HookedModel.load(setup / "model", device=device, dtype=DTYPES[dtype])
+    d = load_dictionary(setup / "clt").encoders_to(model.device)
     sites = [(l, d.read_site) for l in d.layers]
     seen = 0
     t0 = time.perf_counter()
@@ -60,17 +65,27 @@ def forward_encode(setup: Path, tokens: int, kept_heap: bool) -> dict:
                 with model.hooks(capture=store):
                     # the stricter baseline runs the model as collect does, without a KV cache
                     model.model.base_model(
-                        input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=not kept_heap
+                        input_ids=b.input_ids.to(model.device),
+                        attention_mask=b.attention_mask.to(model.device),
+                        use_cache=not kept_heap,
                     )
                 for l in d.layers:
                     d.encode(l, store[(l, d.read_site)][0])
                 seen += int(b.mask.sum())
             if seen >= tokens:
                 break
-    return {"tokens": seen, "seconds": time.perf_counter() - t0}
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"tokens": seen, "seconds": time.perf_counter() - t0} | _gpu_peak()
 
 
-def run_collect(setup: Path, tokens: int, budget: str) -> dict:
+def _gpu_peak() -> dict:
+    import torch
+
+    return {"gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20} if torch.cuda.is_available() else {}
+
+
+def run_collect(setup: Path, tokens: int, budget: str, device: str, dtype: str) -> dict:
     import dataclasses
 
     from loaders.collect import CollectConfig, collect
@@ -78,7 +93,11 @@ def run_collect(setup: Path, tokens: int, budget: str) -> dict:
 
     base = CollectConfig()
     cfg = dataclasses.replace(
-        base, memory_budget=parse_bytes(budget), stats=dataclasses.replace(base.stats, max_tokens=tokens)
+        base,
+        device=device,
+        dtype=dtype,
+        memory_budget=parse_bytes(budget),
+        stats=dataclasses.replace(base.stats, max_tokens=tokens),
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -99,7 +118,11 @@ def run_collect(setup: Path, tokens: int, budget: str) -> dict:
         "pairs": m["pairs"],
         "l0": l0,
         "stage_peaks": m.get("peak_rss_mib", {}),
-    }
+    } | _gpu_peak()
+
+
+def _gpu(r: dict) -> str:
+    return f", GPU peak {r['gpu_peak_mib']:,.0f} MiB" if "gpu_peak_mib" in r else ""
 
 
 def child(args: list[str]) -> dict:
@@ -112,31 +135,34 @@ def main() -> None:
     p.add_argument("--setup", type=Path, default=Path("build/synthetic"))
     p.add_argument("--tokens", type=int, nargs="+", default=[20_000, 80_000, 160_000])
     p.add_argument("--budgets", nargs="+", default=["16GB", "4GB"])
+    p.add_argument("--device", default="cpu", help="cpu or cuda (collect's --device)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="the model's dtype")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        mode, setup, tokens, *rest = a.child
+        mode, setup, tokens, device, dtype, *rest = a.child
         result = (
-            forward_encode(Path(setup), int(tokens), mode == "fe-kept")
+            forward_encode(Path(setup), int(tokens), mode == "fe-kept", device, dtype)
             if mode.startswith("fe")
-            else run_collect(Path(setup), int(tokens), rest[0])
+            else run_collect(Path(setup), int(tokens), rest[0], device, dtype)
         )
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
     rows = []
     for n in a.tokens:
-        plain = child(["fe", str(a.setup), str(n)])
-        fe = child(["fe-kept", str(a.setup), str(n)])
+        on = [a.device, a.dtype]
+        plain = child(["fe", str(a.setup), str(n), *on])
+        fe = child(["fe-kept", str(a.setup), str(n), *on])
         plain_rate, fe_rate = (r["tokens"] / r["seconds"] for r in (plain, fe))
         for name, r in (("plain", plain), ("kept heap", fe)):
             print(
                 f"{n:>7} forward+encode ({name}): {r['tokens']:,} tokens, {r['tokens'] / r['seconds']:,.0f} tok/s, "
-                f"{r['peak_rss_mib']:,.0f} MiB",
+                f"{r['peak_rss_mib']:,.0f} MiB{_gpu(r)}",
                 flush=True,
             )
         for budget in a.budgets:
-            c = child(["collect", str(a.setup), str(n), budget])
+            c = child(["collect", str(a.setup), str(n), *on, budget])
             passes = c["pairs"]["passes"]
             if c["pairs"].get("i_pass"):  # blocks of C alone, then I for the kept edges
                 passes = f"{passes - 1} + I"
@@ -175,7 +201,7 @@ def main() -> None:
                 f"passes {all_passes:.0f} s (checkpoints {saving:.0f} s; the I pass {row['i_pass_s']:.0f} s), "
                 f"edges {edges:.0f} s, "
                 f"whole {c['seconds']:.0f} s; "
-                f"peak RSS {c['peak_rss_mib']:,.0f} MiB; pair state {row['pair_bytes'] / 2**30:.2f} GiB; "
+                f"peak RSS {c['peak_rss_mib']:,.0f} MiB{_gpu(c)}; pair state {row['pair_bytes'] / 2**30:.2f} GiB; "
                 f"mean L0 {row['l0']:.0f} per layer",
                 flush=True,
             )
