@@ -155,13 +155,17 @@ def _is_cuda(x: Any) -> bool:
     return (isinstance(x, torch.device) and x.type == "cuda") or (isinstance(x, str) and x.startswith("cuda"))
 
 
-class _Attention(TorchFunctionMode):
-    """Attention on the simulated device runs the CPU's own kernel on the host data: torch picks
+class _Functions(TorchFunctionMode):
+    """``tolist()`` of a device tensor reads its host data (a wrapper has none of its own).
+
+    Attention on the simulated device runs the CPU's own kernel on the host data: torch picks
     its fused kernel by the query's device, and CUDA's cannot run here. So a run on the simulated
     device computes what the same run on the CPU computes, bit for bit."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is torch.Tensor.tolist and isinstance(args[0], SimTensor):
+            return args[0]._host.tolist()  # a copy to the host, as on CUDA
         if func is not torch.nn.functional.scaled_dot_product_attention:
             return func(*args, **kwargs)
         tensors = [t for t in _tensors((args, kwargs)) if t.dim() > 0]
@@ -224,6 +228,11 @@ def simulated_cuda() -> Iterator[None]:
         # torch's stand-in for CUDA's device guard where there is no CUDA (fake tensors use it):
         # indexing and `.to("cuda")` ask the guard which device is current
         torch._C._ensureCUDADeviceGuardSet()
+        # `torch.tensor(data, device="cuda")` builds on the host, then moves through the mode
+        # (as fake tensors have it), rather than copying to a CUDA that is not there
+        lift = torch._C._only_lift_cpu_tensors()
+        torch._C._set_only_lift_cpu_tensors(True)
+        stack.callback(torch._C._set_only_lift_cpu_tensors, lift)
         stack.enter_context(_Mode())
-        stack.enter_context(_Attention())
+        stack.enter_context(_Functions())
         yield

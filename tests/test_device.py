@@ -181,3 +181,20 @@ def test_a_device_state_comes_to_the_host_as_the_cpu_makes_it(tmp_path: Path) ->
     want_c = 2 * host.pairs.C
     host.pairs.merge(moved.pairs)
     torch.testing.assert_close(host.pairs.C, want_c, rtol=1e-5, atol=1e-6)
+
+
+def test_steering_on_a_device_is_steering_on_the_cpu() -> None:
+    """`steer` with the model and dictionary on the device (`Workspace.open(device=...)`):
+    prompt masks, greedy decoding and the teacher-forced logits stay where the model is."""
+    from graphkit.steering import Intervention, steer
+
+    results = {}
+    for device in ("cpu", "cuda"):
+        model = tiny_model("llama")
+        d = random_dictionary(model, "clt")
+        with simulated_cuda() if device == "cuda" else contextlib.nullcontext():
+            model.model.to(device)
+            ivs = [Intervention(1, 3, "add", 4.0), Intervention(0, 5, "mul", -1.0)]
+            results[device] = steer(model, d.to(device), "The sky is blue and grass is", ivs, max_new_tokens=4)
+    assert results["cuda"] == results["cpu"]
+    assert results["cpu"].logit_after != results["cpu"].logit_before
