@@ -173,8 +173,10 @@ def test_a_device_state_comes_to_the_host_as_the_cpu_makes_it(tmp_path: Path) ->
     assert isinstance(moved.pairs, DenseBlocks) and isinstance(host.pairs, DenseBlocks)
     assert isinstance(moved.pairs._sums, np.ndarray) and moved.pairs._sums.shape == host.pairs._sums.shape
     assert moved.stats is not None and host.stats is not None and moved.stats.tokens == host.stats.tokens > 0
-    for name in ("count", "sum", "max", "hist", "sigma_mlp", *TOP_FIELDS):
+    for name in ("count", "sum", "max", "hist", *TOP_FIELDS):
         np.testing.assert_array_equal(getattr(moved.stats, name), getattr(host.stats, name), err_msg=name)
+    # σ's float64 sums: torch's reduction there, the CPU's kernel here (other orders)
+    np.testing.assert_allclose(moved.stats.sigma_mlp, host.stats.sigma_mlp, rtol=1e-13)
     # the device adds C and I by sparse × dense products, the CPU by its scatter: float32 order
     torch.testing.assert_close(moved.pairs.C, host.pairs.C, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(moved.pairs.I, host.pairs.I, rtol=1e-5, atol=1e-6)
@@ -198,3 +200,43 @@ def test_steering_on_a_device_is_steering_on_the_cpu() -> None:
             results[device] = steer(model, d.to(device), "The sky is blue and grass is", ivs, max_new_tokens=4)
     assert results["cuda"] == results["cpu"]
     assert results["cpu"].logit_after != results["cpu"].logit_before
+
+
+def test_a_ray_worker_on_a_gpu_returns_a_host_state(setup: dict[str, Path]) -> None:
+    """The Ray actor's work in process (`loaders.distributed._Worker`, without Ray): on the
+    device it loads the model in its dtype and the encoders there, streams a shard, and returns
+    a state with nothing left on the device (pickled for the driver, it loads outside the
+    simulation, where a device tensor could not) that equals the CPU worker's."""
+    import pickle
+
+    from loaders.distributed import WorkerSpec, _Worker
+    from loaders.pairs import DenseBlocks
+    from loaders.stats import TOP_FIELDS, PassSpec
+
+    root = setup["root"]
+    stats = StatsConfig(context=10, batch_tokens=64, chunk_tokens=128)
+    spec = WorkerSpec(str(root / "llama"), str(root / "llama-clt"), str(root / "corpus.txt"), stats, "fp32")
+    blocks = ((0, 1), (0, 2), (1, 2))
+    pass_spec = PassSpec(3, 24, stats.top_k, stats.window, stats=True, blocks=blocks)
+
+    class Board:  # what `board.report.remote(...)` reaches
+        class report:
+            @staticmethod
+            def remote(shard: int, n: int, fraction: float) -> None:
+                assert n > 0 and 0 < fraction <= 1
+
+    states = {}
+    for use_gpu in (False, True):
+        with simulated_cuda() if use_gpu else contextlib.nullcontext():
+            worker = _Worker(spec, use_gpu, threads=2)
+            assert worker.model.device.type == ("cuda" if use_gpu else "cpu")
+            states[use_gpu] = pickle.dumps(worker.run(0, pass_spec, None, Board))
+    host, moved = (pickle.loads(states[g]) for g in (False, True))
+    assert isinstance(moved.pairs, DenseBlocks) and isinstance(moved.pairs._sums, np.ndarray)
+    assert moved.stats.tokens == host.stats.tokens > 0
+    for name in ("count", "sum", "max", "hist", *TOP_FIELDS):
+        np.testing.assert_array_equal(getattr(moved.stats, name), getattr(host.stats, name), err_msg=name)
+    # σ's float64 sums: torch's reduction there, the CPU's kernel here (other orders)
+    np.testing.assert_allclose(moved.stats.sigma_mlp, host.stats.sigma_mlp, rtol=1e-13)
+    torch.testing.assert_close(moved.pairs.C, host.pairs.C, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(moved.pairs.I, host.pairs.I, rtol=1e-5, atol=1e-6)
