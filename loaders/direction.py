@@ -130,7 +130,7 @@ def direction_pass(model: HookedModel, d: Dictionary, direction: Direction, run:
     manifest = json.loads((Path(run) / "manifest.json").read_text())
     opts = manifest["options"]["stats"]
     corpus = Corpus(manifest["corpus"]["path"])
-    one = direction.as_dictionary(d)
+    one = direction.as_dictionary(d).encoders_to(model.device)  # read where the model runs
     L, site = direction.layer, d.read_site
     later = [l for l in d.layers if l > L]
     own = (L, one.read_site)
@@ -199,7 +199,7 @@ def compute_direction(
     for l in s.C:
         dec = summed_decoder(one, direction.layer, below=l, writes=writes)
         assert dec is not None
-        v = (dec @ enc[l].T)[0].numpy()
+        v = (dec.to(enc[l].device) @ enc[l].T)[0].cpu().numpy()  # the encoders may be on a GPU
         with np.errstate(divide="ignore", invalid="ignore"):
             twera.append(np.where(mu[l] > 0, (s.C[l] / s.tokens) / np.where(mu[l] > 0, mu[l], 1.0), 0.0) * v)
         era.append(s.I[l] / s.tokens * v)

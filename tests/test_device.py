@@ -240,3 +240,43 @@ def test_a_ray_worker_on_a_gpu_returns_a_host_state(setup: dict[str, Path]) -> N
     np.testing.assert_allclose(moved.stats.sigma_mlp, host.stats.sigma_mlp, rtol=1e-13)
     torch.testing.assert_close(moved.pairs.C, host.pairs.C, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(moved.pairs.I, host.pairs.I, rtol=1e-5, atol=1e-6)
+
+
+def test_the_workspace_on_a_device_does_what_it_does_on_the_cpu(
+    request: pytest.FixtureRequest, tiny_run: Path, tmp_path: Path
+) -> None:
+    """`Workspace.open(device=...)` (the explorer's `Backend(device=...)`): a prompt's analysis,
+    steering a selection, and a residual direction's pass, edges, unembeds, steering and
+    difference of means, on the device, give the CPU's results."""
+    from graphkit.checks import Workspace
+    from graphkit.directions import add_direction, steer_direction
+    from loaders.direction import Direction, diff_means
+    from tests.conftest import loaded_store
+
+    prompt = "What is the color of grass? Answer in one word within <answer></answer>"
+    out = {}
+    for device in ("cpu", "cuda"):
+        spec = loaded_store("embedded", request, tiny_run, tmp_path / device)
+        with simulated_cuda() if device == "cuda" else contextlib.nullcontext():
+            ws = Workspace.open(spec, device=device)
+            assert ws.model.device.type == device
+            analysis = ws.analyze(prompt, k=3)
+            selection = {"prompt": analysis.prompt_id, "dictionary": ws.graph.dictionary, "word": "", "k": 2}
+            steered = ws.steer_selection("prompt_features", selection, prompt, "mul", -2.0, max_new_tokens=3)
+            L = ws.dictionary.layers[0]
+            vector = ws.dictionary.W_dec[L][0, 0].cpu()
+            added = add_direction(ws, Direction.of("d0", L, vector))
+            moved = steer_direction(ws, "d0", prompt, "add", 3.0, max_new_tokens=3)
+            means = diff_means(ws.model, ws.dictionary, ["grass is green"], ["the sky is blue"], L)
+            assert means.device.type == "cpu"
+            out[device] = (analysis, steered, added, moved, means)
+    (a, s, d, m, means), (a_dev, s_dev, d_dev, m_dev, means_dev) = out["cpu"], out["cuda"]
+    assert a_dev == a and s_dev == s and m_dev == m
+    assert d.count > 0 and (d_dev.count, d_dev.hist, d_dev.top_tokens) == (d.count, d.hist, d.top_tokens)
+    assert [(e["target_layer"], e["target_index"]) for e in d_dev.edges] == [
+        (e["target_layer"], e["target_index"]) for e in d.edges
+    ]
+    for key in ("virtual_weight", "era", "twera"):
+        np.testing.assert_allclose([e[key] for e in d_dev.edges], [e[key] for e in d.edges], rtol=1e-12)
+    torch.testing.assert_close(means_dev, means, rtol=0, atol=0)
+
