@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +281,38 @@ def test_the_workspace_on_a_device_does_what_it_does_on_the_cpu(
         np.testing.assert_allclose([e[key] for e in d_dev.edges], [e[key] for e in d.edges], rtol=1e-12)
     torch.testing.assert_close(means_dev, means, rtol=0, atol=0)
 
+
+def test_the_cli_runs_the_model_where_device_says(
+    request: pytest.FixtureRequest, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--device` (or GRAPHKIT_DEVICE) on the commands that run the model: analyze and steer
+    print on the device what they print on the CPU."""
+    from click.testing import CliRunner
+
+    from graphkit.checks import Workspace
+    from graphkit.cli import main
+    from tests.conftest import loaded_store
+
+    prompt = "What is the color of grass? Answer in one word within <answer></answer>"
+    seen, opened = [], Workspace.open.__func__  # type: ignore[attr-defined]
+
+    def recording_open(cls, *args, **kwargs):
+        ws = opened(cls, *args, **kwargs)
+        seen.append(ws.model.device.type)
+        return ws
+
+    monkeypatch.setattr(Workspace, "open", classmethod(recording_open))
+    printed = {}
+    for device in ("cpu", "cuda"):
+        spec = loaded_store("embedded", request, tiny_run, tmp_path / device)
+        with simulated_cuda() if device == "cuda" else contextlib.nullcontext():
+            analyzed = CliRunner().invoke(main, ["analyze", prompt, "--store", spec, "--device", device, "--json"])
+            assert analyzed.exit_code == 0, analyzed.output
+            monkeypatch.setenv("GRAPHKIT_DEVICE", device)
+            args = ["steer", "--store", spec, "--select", "prompt_features", "--param", "word=", "--param", "k=2"]
+            args += ["--param", f"prompt={json.loads(analyzed.output)['prompt_id']}", "--prompt", prompt, "--json"]
+            steered = CliRunner().invoke(main, args)
+            assert steered.exit_code == 0, steered.output
+        printed[device] = (analyzed.output, json.loads(steered.output))
+    assert seen == ["cpu", "cpu", "cuda", "cuda"]
+    assert printed["cuda"] == printed["cpu"] and printed["cpu"][1]

@@ -7,24 +7,37 @@ from pathlib import Path
 
 import click
 
-from graphkit.cli.options import AS_JSON, DICTIONARY, STORE, graph, judge, selected, selection, stack, steering, writer
+from graphkit.cli.options import (
+    AS_JSON,
+    DEVICE,
+    DICTIONARY,
+    STORE,
+    graph,
+    judge,
+    selected,
+    selection,
+    stack,
+    steering,
+    writer,
+)
 from graphkit.config import ANALYZE_K, SteerConfig
 
 
 @click.command()
 @click.argument("prompt")
-@stack(STORE, DICTIONARY)
+@stack(STORE, DICTIONARY, DEVICE)
 @click.option("--k", default=ANALYZE_K, show_default=True, help="Features shown per token.")
 @click.option(
     "--answer-context", is_flag=True, help="Analyze the prompt plus the model's own continuation up to its answer."
 )
 @AS_JSON
-def analyze(prompt: str, store: str, dictionary: str | None, k: int, answer_context: bool, as_json: bool) -> None:
+def analyze(prompt: str, store: str, dictionary: str | None, device: str, k: int, answer_context: bool,
+            as_json: bool) -> None:  # fmt: skip
     """List the features active at each token of PROMPT and write them into the graph."""
     from graphkit import text
     from graphkit.checks import Workspace
 
-    ws = Workspace.open(store, dictionary)
+    ws = Workspace.open(store, dictionary, device=device)
     result = ws.analyze(prompt, k=k, answer_context=answer_context)
     ids = {(f.layer, f.index): ws.id(f.layer, f.index) for t in result.positions for f in t.features}
     if as_json:
@@ -37,15 +50,16 @@ def analyze(prompt: str, store: str, dictionary: str | None, k: int, answer_cont
 @selection("steered")
 @steering()
 @click.option("--together", is_flag=True, help="One check steering all features at once.")
+@DEVICE
 @AS_JSON
 def steer(features: tuple[str, ...], store: str, dictionary: str | None, select: str | None, params: tuple[str, ...],
-          prompt: str, positions: str, together: bool, as_json: bool, **how: object) -> None:  # fmt: skip
+          prompt: str, positions: str, together: bool, device: str, as_json: bool, **how: object) -> None:  # fmt: skip
     """Steer FEATURES (ids) or what --select returns; print and record the outcomes."""
     from graphkit import text
     from graphkit.checks import Workspace
     from graphkit.steering import Positions
 
-    ws = Workspace.open(store, dictionary)
+    ws = Workspace.open(store, dictionary, device=device)
     chosen = selected(ws.graph, features, select, params)
     results = ws.steer_features(chosen, prompt, positions=Positions.parse(positions), together=together, **how)  # type: ignore[arg-type]
     ids = {(i.layer, i.index): ws.id(i.layer, i.index) for r in results for i in r.interventions}
@@ -83,7 +97,7 @@ FILE = click.Path(exists=True, dir_okay=False)
 
 @direction.command("add")
 @click.argument("name")
-@stack(STORE, DICTIONARY)
+@stack(STORE, DICTIONARY, DEVICE)
 @click.option("--vector", required=True, type=FILE, help="safetensors, d_model values.")
 @click.option("--key", default=None, help="The tensor's name in --vector, when it holds several.")
 @click.option("--layer", type=int, required=True, help="It is read at this layer's read site and written there.")
@@ -95,7 +109,7 @@ FILE = click.Path(exists=True, dir_okay=False)
     help="Where x is read at --layer: a site or hook name (docs/hooks.md; default: the dictionary's).",
 )
 @click.option("--k", type=int, default=10, show_default=True, help="Downstream features printed.")
-def direction_add(name: str, store: str, dictionary: str | None, vector: str, key: str | None, layer: int,
+def direction_add(name: str, store: str, dictionary: str | None, device: str, vector: str, key: str | None, layer: int,
                   read_vector: str | None, bias: float, read_site: str | None, k: int) -> None:  # fmt: skip
     """Add NAME: its activation statistics on the run's corpus, top unembeds and TWERA downstream."""
     from graphkit import text
@@ -108,7 +122,7 @@ def direction_add(name: str, store: str, dictionary: str | None, vector: str, ke
     at, site = site_from_hook(read_site) if read_site else (None, None)
     if at is not None and at != layer:
         raise click.UsageError(f"--read-site {read_site} names layer {at}, but --layer is {layer}")
-    ws = Workspace.open(store, dictionary)
+    ws = Workspace.open(store, dictionary, device=device)
     r = read(Path(read_vector)) if read_vector else None
     result = add_direction(ws, Direction.of(name, layer, read(Path(vector), key), r, bias, site))
     click.echo(
@@ -119,13 +133,13 @@ def direction_add(name: str, store: str, dictionary: str | None, vector: str, ke
 
 
 @direction.command("diff-means")
-@stack(STORE, DICTIONARY)
+@stack(STORE, DICTIONARY, DEVICE)
 @click.option("--positive", required=True, type=FILE, help="Prompts, one per line.")
 @click.option("--negative", required=True, type=FILE, help="Prompts, one per line.")
 @click.option("--layer", type=int, required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="safetensors file to write.")
 def direction_diff_means(
-    store: str, dictionary: str | None, positive: str, negative: str, layer: int, out: str
+    store: str, dictionary: str | None, device: str, positive: str, negative: str, layer: int, out: str
 ) -> None:
     """Mean read-site activation of the positive prompts minus that of the negative ones."""
     from safetensors.torch import save_file
@@ -136,7 +150,7 @@ def direction_diff_means(
     def lines(path: str) -> list[str]:
         return [x for x in Path(path).read_text().splitlines() if x.strip()]
 
-    ws = Workspace.open(store, dictionary)
+    ws = Workspace.open(store, dictionary, device=device)
     v = diff_means(ws.model, ws.dictionary, lines(positive), lines(negative), layer)
     save_file({"direction": v.float().contiguous()}, out)
     click.echo(f"{out}: |v| = {float(v.norm()):.4g} at layer {layer} ({ws.dictionary.read_site})")
@@ -174,11 +188,11 @@ def direction_show(name: str, store: str, dictionary: str | None, k: int, as_jso
 
 @direction.command("steer")
 @click.argument("name")
-@stack(STORE, DICTIONARY)
+@stack(STORE, DICTIONARY, DEVICE)
 @steering()
 @AS_JSON
-def direction_steer(name: str, store: str, dictionary: str | None, prompt: str, positions: str, as_json: bool,
-                    **how: object) -> None:  # fmt: skip
+def direction_steer(name: str, store: str, dictionary: str | None, device: str, prompt: str, positions: str,
+                    as_json: bool, **how: object) -> None:  # fmt: skip
     """Steer NAME as a feature; print and record the outcome."""
     import dataclasses
 
@@ -186,7 +200,7 @@ def direction_steer(name: str, store: str, dictionary: str | None, prompt: str, 
     from graphkit.directions import steer_direction
     from graphkit.steering import Positions
 
-    ws = Workspace.open(store, dictionary)
+    ws = Workspace.open(store, dictionary, device=device)
     r = steer_direction(ws, name, prompt, positions=Positions.parse(positions), **how)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps({k: v for k, v in dataclasses.asdict(r).items() if k != "interventions"}, indent=2))

@@ -115,6 +115,13 @@ STORE = click.option(
 )
 DICTIONARY = click.option("--dictionary", default=None, help="Dictionary in the store (needed when it holds several).")
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+DEVICE = click.option(
+    "--device",
+    envvar="GRAPHKIT_DEVICE",
+    default="cpu",
+    show_default=True,
+    help="Where the model and dictionary run: cpu, cuda, cuda:1 … (env GRAPHKIT_DEVICE).",
+)
 PARAMS = click.option("--param", "params", multiple=True, help="key=value (ints, floats, JSON lists, else strings).")
 
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from graphkit.cli.options import AS_JSON, DICTIONARY, PARAMS, STORE, by, graph, option, stack
+from graphkit.cli.options import AS_JSON, DEVICE, DICTIONARY, PARAMS, STORE, by, graph, option, stack
 from graphkit.graph import FeatureGraph
 from graphkit.report import view_feature
 
@@ -114,12 +114,12 @@ def view(feature: str, store: str, dictionary: str | None, out: str, hops: int, 
 
 
 @click.command()
-@stack(STORE, DICTIONARY)
+@stack(STORE, DICTIONARY, DEVICE)
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback: this machine only)."
 )
 @click.option("--port", default=8050, show_default=True)
-def serve(store: str, dictionary: str | None, host: str, port: int) -> None:
+def serve(store: str, dictionary: str | None, device: str, host: str, port: int) -> None:
     """Explore the graph in a browser: search, feature pages, neighbourhoods, prompts and steering, Cypher."""
     from graphkit.explorer import Backend, make_app
 
@@ -128,7 +128,7 @@ def serve(store: str, dictionary: str | None, host: str, port: int) -> None:
             f"warning: listening on {host}: anyone who reaches it can run steering checks that write to the store",
             err=True,
         )
-    app = make_app(Backend(store, dictionary))
+    app = make_app(Backend(store, dictionary, device=device))  # the model loads on the first prompt
     click.echo(
         f"graphkit explorer on http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/ (Ctrl-C stops it)"
     )
