@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
-from loaders.connections import residual_encoders, residual_writes, summed_decoder
+from loaders.connections import residual_encoders, residual_writes, virtual_weight_block
 from loaders.corpus import Corpus, chunks, pack, pad_id
 from loaders.dictionary import Activation, Dictionary
 from loaders.errors import GraphkitError
@@ -197,9 +197,7 @@ def compute_direction(
     one = direction.as_dictionary(d)
     layers, V, twera, era = [], [], [], []  # one entry per target layer, (feature,) each
     for l in s.C:
-        dec = summed_decoder(one, direction.layer, below=l, writes=writes)
-        assert dec is not None
-        v = (dec.to(enc[l].device) @ enc[l].T)[0].cpu().numpy()  # the encoders may be on a GPU
+        v = virtual_weight_block(one, enc, direction.layer, l, writes=writes)[0].cpu().numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             twera.append(np.where(mu[l] > 0, (s.C[l] / s.tokens) / np.where(mu[l] > 0, mu[l], 1.0), 0.0) * v)
         era.append(s.I[l] / s.tokens * v)
