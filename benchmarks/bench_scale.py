@@ -76,13 +76,13 @@ def forward_encode(setup: Path, tokens: int, kept_heap: bool, device: str, dtype
                 break
     if model.device.type == "cuda":
         torch.cuda.synchronize()
-    return {"tokens": seen, "seconds": time.perf_counter() - t0} | _gpu_peak()
+    return {"tokens": seen, "seconds": time.perf_counter() - t0} | _gpu_peak(device)
 
 
-def _gpu_peak() -> dict:
+def _gpu_peak(device: str) -> dict:
     import torch
 
-    return {"gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20} if torch.cuda.is_available() else {}
+    return {"gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20} if device.startswith("cuda") else {}
 
 
 def run_collect(setup: Path, tokens: int, budget: str, device: str, dtype: str) -> dict:
@@ -118,7 +118,7 @@ def run_collect(setup: Path, tokens: int, budget: str, device: str, dtype: str) 
         "pairs": m["pairs"],
         "l0": l0,
         "stage_peaks": m.get("peak_rss_mib", {}),
-    } | _gpu_peak()
+    } | _gpu_peak(device)
 
 
 def _gpu(r: dict) -> str:
