@@ -154,7 +154,7 @@ def test_a_device_state_comes_to_the_host_as_the_cpu_makes_it(tmp_path: Path) ->
     (C and I side by side), which then merges with a state made on the CPU."""
     from loaders.corpus import Corpus
     from loaders.pairs import DenseBlocks
-    from loaders.stats import TOP_FIELDS, FeatureStats, PassState, stream_pass
+    from loaders.stats import FeatureStats, PassState, stream_pass
 
     corpus = Corpus(write_corpus(tmp_path / "c.txt", n_docs=20))
     cfg = StatsConfig(batch_tokens=48, chunk_tokens=60, context=10, top_k=3, window=2)
@@ -173,14 +173,7 @@ def test_a_device_state_comes_to_the_host_as_the_cpu_makes_it(tmp_path: Path) ->
     host, moved = states["cpu"], states["cuda"]
     assert isinstance(moved.pairs, DenseBlocks) and isinstance(host.pairs, DenseBlocks)
     assert isinstance(moved.pairs._sums, np.ndarray) and moved.pairs._sums.shape == host.pairs._sums.shape
-    assert moved.stats is not None and host.stats is not None and moved.stats.tokens == host.stats.tokens > 0
-    for name in ("count", "sum", "max", "hist", *TOP_FIELDS):
-        np.testing.assert_array_equal(getattr(moved.stats, name), getattr(host.stats, name), err_msg=name)
-    # σ's float64 sums: torch's reduction there, the CPU's kernel here (other orders)
-    np.testing.assert_allclose(moved.stats.sigma_mlp, host.stats.sigma_mlp, rtol=1e-13)
-    # the device adds C and I by sparse × dense products, the CPU by its scatter: float32 order
-    torch.testing.assert_close(moved.pairs.C, host.pairs.C, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(moved.pairs.I, host.pairs.I, rtol=1e-5, atol=1e-6)
+    _same_state(moved, host)
     want_c = 2 * host.pairs.C
     host.pairs.merge(moved.pairs)
     torch.testing.assert_close(host.pairs.C, want_c, rtol=1e-5, atol=1e-6)
@@ -212,7 +205,7 @@ def test_a_ray_worker_on_a_gpu_returns_a_host_state(setup: dict[str, Path]) -> N
 
     from loaders.distributed import WorkerSpec, _Worker
     from loaders.pairs import DenseBlocks
-    from loaders.stats import TOP_FIELDS, PassSpec
+    from loaders.stats import PassSpec
 
     root = setup["root"]
     stats = StatsConfig(context=10, batch_tokens=64, chunk_tokens=128)
@@ -234,13 +227,7 @@ def test_a_ray_worker_on_a_gpu_returns_a_host_state(setup: dict[str, Path]) -> N
             states[use_gpu] = pickle.dumps(worker.run(0, pass_spec, None, Board))
     host, moved = (pickle.loads(states[g]) for g in (False, True))
     assert isinstance(moved.pairs, DenseBlocks) and isinstance(moved.pairs._sums, np.ndarray)
-    assert moved.stats.tokens == host.stats.tokens > 0
-    for name in ("count", "sum", "max", "hist", *TOP_FIELDS):
-        np.testing.assert_array_equal(getattr(moved.stats, name), getattr(host.stats, name), err_msg=name)
-    # σ's float64 sums: torch's reduction there, the CPU's kernel here (other orders)
-    np.testing.assert_allclose(moved.stats.sigma_mlp, host.stats.sigma_mlp, rtol=1e-13)
-    torch.testing.assert_close(moved.pairs.C, host.pairs.C, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(moved.pairs.I, host.pairs.I, rtol=1e-5, atol=1e-6)
+    _same_state(moved, host)
 
 
 def test_the_workspace_on_a_device_does_what_it_does_on_the_cpu(
@@ -316,3 +303,18 @@ def test_the_cli_runs_the_model_where_device_says(
         printed[device] = (analyzed.output, json.loads(steered.output))
     assert seen == ["cpu", "cpu", "cuda", "cuda"]
     assert printed["cuda"] == printed["cpu"] and printed["cpu"][1]
+
+
+def _same_state(moved, host) -> None:
+    """A pass state made on the device and brought to the host against the CPU's: statistics
+    and top-k windows the same bits, σ and the pair sums to their summation order."""
+    from loaders.stats import TOP_FIELDS
+
+    assert moved.stats is not None and host.stats is not None and moved.stats.tokens == host.stats.tokens > 0
+    for name in ("count", "sum", "max", "hist", *TOP_FIELDS):
+        np.testing.assert_array_equal(getattr(moved.stats, name), getattr(host.stats, name), err_msg=name)
+    # σ's float64 sums: torch's reduction there, the CPU's kernel here (other orders)
+    np.testing.assert_allclose(moved.stats.sigma_mlp, host.stats.sigma_mlp, rtol=1e-13)
+    # the device adds C and I by sparse × dense products, the CPU by its scatter: float32 order
+    torch.testing.assert_close(moved.pairs.C, host.pairs.C, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(moved.pairs.I, host.pairs.I, rtol=1e-5, atol=1e-6)
